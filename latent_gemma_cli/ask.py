@@ -1,0 +1,101 @@
+"""Question answering: prompt, latent engine, language checks; returns one dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import engine, language, prompting
+from .language import Language
+from .loading import LoadedModel
+
+
+@dataclass
+class AskResult:
+    """Everything `lgemma ask` shows, as data."""
+
+    question: str
+    generation: engine.Generation
+    input_language: Language
+    output_language: Language
+    answer_language: str | None
+    model: str
+    model_path: str
+    architecture: str
+    device: str
+    dtype: str
+    device_reason: str
+    dtype_reason: str
+    load_seconds: float
+
+    @property
+    def answer(self) -> str:
+        return self.generation.answer
+
+    @property
+    def language_mismatch(self) -> bool:
+        """The answer is confidently in another language than the one expected."""
+        expected = self.answer_language or self.input_language.code
+        out = self.output_language
+        return expected != "unknown" and out.code != "unknown" and out.code != expected
+
+    def to_dict(self) -> dict[str, Any]:
+        gen = self.generation
+        return {
+            "answer": self.answer,
+            "question": self.question,
+            "mode": gen.mode,
+            "num_thoughts": gen.num_thoughts,
+            "markers": list(gen.markers) if gen.markers else None,
+            "chosen_path": gen.chosen,
+            "paths": [
+                {"text": p.text, "confidence": p.confidence, "num_tokens": p.num_tokens, "finished": p.finished, "token_ids": p.token_ids}
+                for p in gen.paths
+            ],
+            "prompt_token_ids": gen.prompt_ids,
+            "seed": gen.seed,
+            "languages": {
+                "input": asdict(self.input_language),
+                "output": asdict(self.output_language),
+                "expected": self.answer_language or self.input_language.code,
+                "mismatch": self.language_mismatch,
+            },
+            "model": {"reference": self.model, "path": self.model_path, "architecture": self.architecture},
+            "device": {"device": self.device, "dtype": self.dtype, "device_reason": self.device_reason, "dtype_reason": self.dtype_reason},
+            "timings": {
+                "load_s": self.load_seconds,
+                "prefill_s": gen.timings.prefill_s,
+                "thoughts_s": gen.timings.thoughts_s,
+                "decode_s": gen.timings.decode_s,
+                "total_s": gen.timings.total_s,
+            },
+        }
+
+
+def ask(
+    loaded: LoadedModel,
+    question: str,
+    settings: engine.Settings,
+    answer_language: str | None = None,
+    runner: engine.LatentRunner | None = None,
+) -> AskResult:
+    """Answer `question` with the loaded model; in the input language unless one is named."""
+    input_language = language.detect(question)
+    system = prompting.ANSWER_LANGUAGE_INSTRUCTIONS.get(answer_language) if answer_language else None
+    ids = prompting.prompt_ids(loaded.tokenizer, question, system=system)
+    gen = engine.generate(loaded.model, loaded.tokenizer, ids, settings, spec=loaded.spec, runner=runner)
+    return AskResult(
+        question=question,
+        generation=gen,
+        input_language=input_language,
+        output_language=language.detect(gen.answer),
+        answer_language=answer_language,
+        model=loaded.reference,
+        model_path=str(loaded.path),
+        architecture=loaded.architecture,
+        device=loaded.device,
+        dtype=loaded.dtype,
+        device_reason=loaded.placement.device_reason,
+        dtype_reason=loaded.placement.dtype_reason,
+        load_seconds=loaded.load_seconds,
+    )

@@ -1,0 +1,360 @@
+"""The latent engine: continuous thoughts on a KV cache, then k reasoning paths decoded in one batch.
+
+Sequence per path (method.md section 1):
+
+    [prompt] <bot> [n thought positions] <eot> [answer] <eos>
+
+* `coconut`: the input at thought position t+1 is the final (post-norm) hidden state at
+  position t, handed to the first decoder layer unscaled.
+* `soft`: the input is what the embedding module would output for the probability mix of the
+  top-p set of the next-token distribution at t: scale * sum_i p_i E[i].
+* `off`: plain decoding, no markers, no thoughts.
+
+The prompt is prefilled once; each thought is one single-position forward on the cache; the
+answer continues on the same cache. With several paths (CoT-decoding, Wang and Zhou 2024) the
+top-k first answer tokens start k branches that run in one batch on a k-fold copy of the cache;
+a path's confidence is the mean over its answer tokens (the terminating <eos> included) of
+p(top1) - p(top2) at that step. The engine works on token ids and tensors and prints nothing.
+
+Soft mode on a model without a latent description has no trained markers, so none are inserted:
+the thoughts follow the prompt directly. transformers >= 5 applies Gemma's sqrt(hidden) scale
+inside the embedding module (`embed_scale`), so `inputs_embeds` reach the first decoder layer as
+given; that is the invariant the tests check with a hook.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .errors import InputError, NotLatentTrainedError, UsageError
+from .latent_spec import LatentSpec
+from .sampling import margins, select_next, top_p_filter
+
+MODES = ("coconut", "soft", "off")
+DEFAULT_SOFT_THOUGHTS = 4
+
+
+@dataclass
+class Settings:
+    """How to generate. `num_thoughts=None` takes the model's latent description (or 4 in soft mode)."""
+
+    mode: str = "soft"
+    num_thoughts: int | None = None
+    paths: int = 1
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    # Nucleus of the next-token distribution mixed into a soft thought.
+    soft_top_p: float = 0.95
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"unknown mode {self.mode!r}", hint=f"use one of: {', '.join(MODES)}")
+        if self.paths < 1:
+            raise UsageError("--paths must be at least 1")
+        if self.max_new_tokens < 1:
+            raise UsageError("--max-new-tokens must be at least 1")
+        if self.num_thoughts is not None and self.num_thoughts < 0:
+            raise UsageError("--thoughts must be 0 or more")
+        if self.temperature < 0:
+            raise UsageError("--temperature must be 0 (greedy) or more")
+        if not 0 < self.top_p <= 1:
+            raise UsageError("--top-p must be in (0, 1]")
+
+
+@dataclass
+class PathResult:
+    """One decoded reasoning path."""
+
+    text: str
+    token_ids: list[int]
+    confidence: float
+    finished: bool
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class Timings:
+    prefill_s: float = 0.0
+    thoughts_s: float = 0.0
+    decode_s: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        return self.prefill_s + self.thoughts_s + self.decode_s
+
+
+@dataclass
+class Generation:
+    """What one engine call produced: every path, the chosen one, and how it got there."""
+
+    paths: list[PathResult]
+    chosen: int
+    prompt_ids: list[int]
+    mode: str
+    num_thoughts: int
+    markers: tuple[str, str] | None
+    seed: int | None
+    timings: Timings = field(default_factory=Timings)
+
+    @property
+    def answer(self) -> str:
+        return self.paths[self.chosen].text
+
+
+@dataclass
+class LatentPrefix:
+    """State after prompt, markers and thoughts: the cache and the logits of the first answer token."""
+
+    cache: Any
+    logits: torch.Tensor  # (1, vocab), float32
+    thought_inputs: torch.Tensor  # (n, hidden): what the first decoder layer saw at each thought
+    length: int
+    prefill_s: float = 0.0
+    thoughts_s: float = 0.0
+
+
+class LatentRunner:
+    """Adapter over a Hugging Face causal LM that takes `inputs_embeds` and a cache."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.embedding = model.get_input_embeddings()
+        self.backbone = model.base_model  # decoder without LM head: hidden states after the final norm
+        params = inspect.signature(model.forward).parameters
+        # transformers 5.x renamed the forward's `past_key_values` to `cache`.
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        scale = getattr(self.embedding, "embed_scale", None)
+        self.embed_scale = float(scale) if scale is not None else 1.0
+        self._mean_embed_norm: float | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embedding.weight.dtype
+
+    def new_cache(self):
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """What the embedding module outputs for `ids` (Gemma's scale included)."""
+        return self.embedding(ids)
+
+    def soft_embedding(self, logits: torch.Tensor, top_p: float) -> torch.Tensor:
+        """scale * sum_i p_i E[i] over the top-p set of softmax(logits); (batch, hidden)."""
+        probs = top_p_filter(torch.softmax(logits.float(), dim=-1), top_p)
+        mix = probs.to(self.dtype) @ self.embedding.weight
+        return mix * torch.tensor(self.embed_scale, dtype=self.dtype, device=self.device)
+
+    def feedback(self, hidden: torch.Tensor, transform: str) -> torch.Tensor:
+        """Turn a final hidden state into the next thought's input (`identity` is the paper's)."""
+        if transform == "identity":
+            return hidden
+        if transform == "embed_norm":
+            if self._mean_embed_norm is None:
+                norms = self.embedding.weight.float().norm(dim=-1).mean() * self.embed_scale
+                self._mean_embed_norm = float(norms)
+            return hidden * (self._mean_embed_norm / hidden.float().norm(dim=-1, keepdim=True)).to(hidden.dtype)
+        raise ValueError(f"unknown feedback transform {transform!r}")
+
+    def hidden(self, inputs_embeds: torch.Tensor, cache: Any) -> torch.Tensor:
+        """Final hidden state at the last position, skipping the LM head."""
+        out = self.backbone(inputs_embeds=inputs_embeds, use_cache=True, **{self.cache_kw: cache})
+        return out.last_hidden_state[:, -1, :]
+
+    def logits(self, inputs_embeds: torch.Tensor, cache: Any) -> torch.Tensor:
+        """Next-token logits (float32) at the last position."""
+        out = self.model(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})
+        return out.logits[:, -1, :].float()
+
+    def token_ids(self, tokenizer: Any, token: str) -> int:
+        tid = tokenizer.convert_tokens_to_ids(token)
+        if tid is None or tid == tokenizer.unk_token_id:
+            raise UsageError(f"marker token {token!r} is not in the tokenizer's vocabulary")
+        return int(tid)
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Every id that ends an answer: the generation config's and the tokenizer's."""
+    ids: set[int] = set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(int(i) for i in configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return ids
+
+
+def resolve_thoughts(settings: Settings, spec: LatentSpec | None) -> tuple[int, tuple[str, str] | None, str]:
+    """Number of thoughts, marker tokens and feedback transform for this call."""
+    if settings.mode == "off":
+        return 0, None, "identity"
+    if settings.mode == "coconut" and spec is None:
+        raise NotLatentTrainedError(
+            "this model has no latent description (lgemma_latent.json): it was not trained for coconut mode",
+            hint="train one with `lgemma train`, or use --mode soft (training-free) or --mode off",
+        )
+    n = settings.num_thoughts
+    if n is None:
+        n = spec.num_thoughts if spec is not None else DEFAULT_SOFT_THOUGHTS
+    markers = (spec.bot, spec.eot) if spec is not None else None
+    return n, markers, spec.feedback if spec is not None else "identity"
+
+
+def run_prefix(
+    runner: LatentRunner,
+    prompt_ids: list[int],
+    mode: str,
+    num_thoughts: int,
+    marker_ids: tuple[int, int] | None,
+    feedback: str = "identity",
+    soft_top_p: float = 0.95,
+) -> LatentPrefix:
+    """Prefill prompt (+ <bot>), run the thoughts one position at a time, then <eot>."""
+    dev = runner.device
+    ids = list(prompt_ids) + ([marker_ids[0]] if marker_ids and mode != "off" else [])
+    cache = runner.new_cache()
+    start = time.perf_counter()
+    embeds = runner.embed(torch.tensor([ids], device=dev))
+    thought_inputs: list[torch.Tensor] = []
+    if mode == "off" or num_thoughts == 0 and marker_ids is None:
+        logits = runner.logits(embeds, cache)
+        return LatentPrefix(cache, logits, embeds.new_empty(0, embeds.shape[-1]), len(ids), time.perf_counter() - start)
+    if mode == "coconut":
+        state = runner.hidden(embeds, cache)
+        prefilled = time.perf_counter()
+        for i in range(num_thoughts):
+            vec = runner.feedback(state, feedback)
+            thought_inputs.append(vec[0])
+            if i + 1 < num_thoughts or marker_ids is None:
+                state = runner.hidden(vec[:, None, :], cache)
+            else:
+                runner.hidden(vec[:, None, :], cache)  # the last thought only needs its KV entry
+    else:  # soft
+        logits = runner.logits(embeds, cache)
+        prefilled = time.perf_counter()
+        for _ in range(num_thoughts):
+            vec = runner.soft_embedding(logits, soft_top_p)
+            thought_inputs.append(vec[0])
+            logits = runner.logits(vec[:, None, :], cache)
+    if marker_ids is not None:
+        logits = runner.logits(runner.embed(torch.tensor([[marker_ids[1]]], device=dev)), cache)
+    elif mode == "coconut":  # unreachable: coconut needs a spec, hence markers
+        raise AssertionError("coconut mode without markers")
+    length = len(ids) + num_thoughts + (1 if marker_ids is not None else 0)
+    stacked = torch.stack(thought_inputs) if thought_inputs else embeds.new_empty(0, embeds.shape[-1])
+    end = time.perf_counter()
+    return LatentPrefix(cache, logits, stacked, length, prefilled - start, end - prefilled)
+
+
+def decode_paths(
+    runner: LatentRunner,
+    prefix: LatentPrefix,
+    k: int,
+    max_new_tokens: int,
+    eos_ids: set[int],
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    first_tokens: list[int] | None = None,
+) -> list[tuple[list[int], float, bool]]:
+    """Decode k paths in one batch from the prefix. Returns (token ids, confidence, finished) each.
+
+    The first tokens are the top-k candidates of the first answer distribution (or `first_tokens`
+    when given); with k = 1 and temperature > 0 the first token is sampled like the rest.
+    """
+    dev = runner.device
+    first_margin = float(margins(prefix.logits)[0])
+    if first_tokens is not None:
+        first = torch.tensor(first_tokens, device=dev)
+    elif k == 1:
+        first = select_next(prefix.logits, temperature, top_p, generator)
+    else:
+        first = prefix.logits[0].topk(k).indices
+    k = first.shape[0]
+    cache = prefix.cache
+    if k > 1:
+        cache.batch_repeat_interleave(k)
+    tokens: list[list[int]] = [[int(t)] for t in first]
+    step_margins: list[list[float]] = [[first_margin] for _ in range(k)]
+    done = [int(t) in eos_ids for t in first]
+    current = first[:, None]
+    pad = next(iter(eos_ids)) if eos_ids else 0
+    for _ in range(max_new_tokens - 1):
+        if all(done):
+            break
+        logits = runner.logits(runner.embed(current), cache)
+        nxt = select_next(logits, temperature, top_p, generator)
+        mg = margins(logits).tolist()
+        for row in range(k):
+            if done[row]:
+                continue
+            tok = int(nxt[row])
+            tokens[row].append(tok)
+            step_margins[row].append(mg[row])
+            done[row] = tok in eos_ids
+        # Finished rows keep decoding a pad token so the batch stays rectangular; it is discarded.
+        current = torch.tensor([[pad] if done[r] else [tokens[r][-1]] for r in range(k)], device=dev)
+    return [(tokens[r], sum(step_margins[r]) / len(step_margins[r]), done[r]) for r in range(k)]
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompt_ids: list[int],
+    settings: Settings,
+    spec: LatentSpec | None = None,
+    runner: LatentRunner | None = None,
+) -> Generation:
+    """Run the latent engine on prompt token ids and return every path plus the chosen answer."""
+    settings.validate()
+    runner = runner or LatentRunner(model)
+    n, markers, feedback = resolve_thoughts(settings, spec)
+    marker_ids = (runner.token_ids(tokenizer, markers[0]), runner.token_ids(tokenizer, markers[1])) if markers else None
+    context = getattr(model.config, "max_position_embeddings", None)
+    needed = len(prompt_ids) + n + (2 if marker_ids else 0)
+    if context and needed >= context:
+        raise InputError(f"the input is {len(prompt_ids)} tokens; with {n} thoughts it exceeds the model's context of {context} tokens")
+    max_new = min(settings.max_new_tokens, context - needed) if context else settings.max_new_tokens
+    generator = None
+    if settings.seed is not None:
+        generator = torch.Generator(device=runner.device).manual_seed(settings.seed)
+    eos_ids = eos_token_ids(model, tokenizer)
+    with torch.inference_mode():
+        prefix = run_prefix(runner, prompt_ids, settings.mode, n, marker_ids, feedback, settings.soft_top_p)
+        t1 = time.perf_counter()
+        decoded = decode_paths(runner, prefix, settings.paths, max_new, eos_ids, settings.temperature, settings.top_p, generator)
+        decode_s = time.perf_counter() - t1
+    timings = Timings(prefill_s=prefix.prefill_s, thoughts_s=prefix.thoughts_s, decode_s=decode_s)
+    paths = []
+    for ids, conf, finished in decoded:
+        text_ids = [t for t in ids if t not in eos_ids]
+        text = tokenizer.decode(text_ids, skip_special_tokens=True).strip()
+        paths.append(PathResult(text=text, token_ids=ids, confidence=conf, finished=finished))
+    chosen = max(range(len(paths)), key=lambda i: (paths[i].confidence, -i))
+    return Generation(
+        paths=paths,
+        chosen=chosen,
+        prompt_ids=list(prompt_ids),
+        mode=settings.mode,
+        num_thoughts=n,
+        markers=markers,
+        seed=settings.seed,
+        timings=timings,
+    )

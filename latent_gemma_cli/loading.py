@@ -1,0 +1,149 @@
+"""Model loading: the only place in lgemma that calls `from_pretrained`.
+
+A model reference is a local directory, a name registered under lgemma's models directory,
+a catalogue name, or a hub repository id already in the Hugging Face cache. Loading never
+reaches the network (`lgemma download` does that), never runs remote code, and takes
+safetensors weights only unless pickle is explicitly allowed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .catalogue import CATALOGUE
+from .device import Placement, pick_placement
+from .errors import LgemmaError, ModelNotFoundError, UnsafeCheckpointError
+from .latent_spec import LatentSpec
+from .paths import models_dir
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for the engine, with what the trace reports about it."""
+
+    model: Any
+    tokenizer: Any
+    path: Path
+    reference: str
+    spec: LatentSpec | None
+    placement: Placement
+    architecture: str
+    load_seconds: float
+
+    @property
+    def device(self) -> str:
+        return self.placement.device
+
+    @property
+    def dtype(self) -> str:
+        return self.placement.dtype
+
+
+def _hub_cached(repo_id: str, revision: str | None = None) -> Path | None:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, ValueError, OSError):
+        return None
+
+
+def _registered(name: str) -> Path | None:
+    """A name under lgemma's models directory: a model directory or a file holding a path."""
+    if "/" in name or name.startswith("."):
+        return None
+    entry = models_dir() / name
+    if entry.is_dir():
+        return entry
+    link = models_dir() / f"{name}.path"
+    if link.is_file():
+        target = Path(link.read_text(encoding="utf-8").strip())
+        if target.is_dir():
+            return target
+    return None
+
+
+def resolve_model_path(reference: str, revision: str | None = None) -> Path:
+    """Turn a model reference into a local directory, or raise ModelNotFoundError."""
+    candidate = Path(reference).expanduser()
+    if candidate.is_dir():
+        return candidate
+    if candidate.exists():
+        raise ModelNotFoundError(f"{reference} is a file, not a model directory")
+    registered = _registered(reference)
+    if registered is not None:
+        return registered
+    repo_id = CATALOGUE.get(reference, reference)
+    if repo_id.count("/") == 1 and not reference.startswith((".", "/", "~")):
+        cached = _hub_cached(repo_id, revision)
+        if cached is not None:
+            return cached
+    raise ModelNotFoundError(
+        f"model {reference!r} is not available locally",
+        hint=f"fetch it with `lgemma download {reference}`, or pass a model directory with --model",
+    )
+
+
+def _check_weights(path: Path, allow_pickle: bool) -> bool:
+    """Return whether to load safetensors; refuse pickle-only checkpoints unless allowed."""
+    if any(path.glob("*.safetensors")) or (path / "adapter_model.safetensors").exists():
+        return True
+    if any(path.glob("*.bin")) or any(path.glob("*.pt")):
+        if allow_pickle:
+            return False
+        raise UnsafeCheckpointError(
+            f"{path} has only pickle weights (.bin/.pt), which can run code when loaded",
+            hint="convert them to safetensors, or pass --allow-pickle if you trust the source",
+        )
+    raise ModelNotFoundError(f"{path} holds no model weights (no *.safetensors)")
+
+
+def load_model(
+    reference: str,
+    device: str = "auto",
+    dtype: str = "auto",
+    revision: str | None = None,
+    allow_pickle: bool = False,
+) -> LoadedModel:
+    """Load model, tokenizer and latent description from a reference, on the chosen device."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    start = time.perf_counter()
+    path = resolve_model_path(reference, revision)
+    placement = pick_placement(device, dtype)
+    use_safetensors = _check_weights(path, allow_pickle)
+    try:
+        spec = LatentSpec.load(path)
+    except (ValueError, TypeError) as exc:
+        raise LgemmaError(f"invalid latent description in {path}: {exc}") from exc
+    try:
+        # AutoConfig reads the model_type the checkpoint names, so Gemma 2 weights get the
+        # Gemma 2 class (soft-capping, sliding window), never a Gemma 1 stand-in.
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            config=config,
+            dtype=placement.torch_dtype,
+            use_safetensors=use_safetensors,
+            trust_remote_code=False,
+            local_files_only=True,
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise LgemmaError(f"could not load the model in {path}: {exc}".splitlines()[0]) from exc
+    model.to(placement.device)
+    model.eval()
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        path=path,
+        reference=reference,
+        spec=spec,
+        placement=placement,
+        architecture=type(model).__name__,
+        load_seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,38 @@
+"""Prompt rendering: the tokenizer's chat template when it has one, raw text otherwise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ANSWER_LANGUAGE_INSTRUCTIONS = {
+    "ja": "日本語で答えてください。",
+    "en": "Answer in English.",
+}
+
+
+def compose_question(instruction: str | None, context: str | None = None) -> str:
+    """Piped context plus an instruction, as `cat doc | llm "summarize"` does."""
+    parts = [p.strip() for p in (context, instruction) if p and p.strip()]
+    return "\n\n".join(parts)
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def prompt_ids(tokenizer: Any, user_text: str, system: str | None = None, use_chat_template: bool | None = None) -> list[int]:
+    """Token ids of the prompt for one user turn.
+
+    Gemma's chat template has no system role, so a system text is merged into the first user
+    turn. Without a chat template the text is encoded raw, with the tokenizer's BOS.
+    """
+    if use_chat_template is None:
+        use_chat_template = has_chat_template(tokenizer)
+    content = f"{system}\n\n{user_text}" if system else user_text
+    if use_chat_template:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
+        # The template already writes <bos>; adding special tokens again would double it.
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return list(tokenizer(content, add_special_tokens=True)["input_ids"])
