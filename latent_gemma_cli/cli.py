@@ -1,0 +1,181 @@
+"""The Typer surface of lgemma: parse arguments, call the library, hand results to the renderer.
+
+No model code here, and no heavy import at module level: torch and transformers are imported
+inside the command functions so `lgemma --help` and shell completion start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from . import __version__
+from .errors import EXIT_INTERRUPTED, LgemmaError
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success, 1 runtime error, 2 usage error or bad input, "
+    "3 model not available locally, 4 authentication or licence needed, 130 interrupted."
+)
+
+app = typer.Typer(
+    name="lgemma",
+    help="Gemma with continuous latent reasoning (COCONUT) for Japanese-English QA and translation.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def guarded(func: Callable) -> Callable:
+    """Map project errors to one-line messages and exit codes; Ctrl-C to 130. The one place that does."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from .render import Output
+
+        try:
+            return func(*args, **kwargs)
+        except LgemmaError as exc:
+            Output().error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            Output().error("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lgemma {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """Gemma with continuous latent reasoning (COCONUT) for Japanese-English QA and translation."""
+
+
+# Shared option declarations, so every command spells them the same way.
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Catalogue name, hub id in the cache, or model directory. [default: config `model`]")]
+ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="Latent mode: coconut | soft | off. [default: config `mode`, soft]")]
+ThoughtsOpt = Annotated[Optional[int], typer.Option("--thoughts", help="Number of continuous thoughts. [default: the model's own, 4 in soft mode]")]
+PathsOpt = Annotated[Optional[int], typer.Option("--paths", "-k", help="Reasoning paths decoded in one batch (CoT-decoding). [default: 1]")]
+MaxNewOpt = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Answer length limit in tokens. [default: 256]")]
+TempOpt = Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature; 0 is greedy. [default: 0]")]
+TopPOpt = Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling mass. [default: 1.0]")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampling (shown in the trace and --json).")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | mps. [default: auto]")]
+DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | float16. [default: auto, by device]")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object with everything, token ids included.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr except errors.")]
+TraceOpt = Annotated[bool, typer.Option("--trace/--no-trace", help="Show the reasoning trace on stderr.")]
+
+
+def generation_settings(mode, thoughts, paths, max_new_tokens, temperature, top_p, seed):
+    """Engine settings from flags, filled from config for what the user did not give."""
+    from . import config
+    from .engine import Settings
+
+    return Settings(
+        mode=config.resolve("mode", mode),
+        num_thoughts=config.resolve("thoughts", thoughts),
+        paths=config.resolve("paths", paths),
+        max_new_tokens=config.resolve("max_new_tokens", max_new_tokens),
+        temperature=config.resolve("temperature", temperature),
+        top_p=config.resolve("top_p", top_p),
+        seed=seed,
+    )
+
+
+def load(model: str | None, device: str | None, dtype: str | None, allow_pickle: bool = False):
+    """Load the model named by flag or config, quietly (no library progress bars on our streams)."""
+    from . import config
+    from .loading import load_model
+
+    _quiet_libraries()
+    return load_model(
+        config.resolve("model", model),
+        device=config.resolve("device", device),
+        dtype=config.resolve("dtype", dtype),
+        allow_pickle=allow_pickle,
+    )
+
+
+def _quiet_libraries() -> None:
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("accelerate").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="transformers")
+
+
+@app.command()
+@guarded
+def ask(
+    question: Annotated[Optional[str], typer.Argument(help="The question; `-` reads it from stdin. Piped stdin plus a question: stdin is the context.")] = None,
+    model: ModelOpt = None,
+    mode: ModeOpt = None,
+    thoughts: ThoughtsOpt = None,
+    paths: PathsOpt = None,
+    max_new_tokens: MaxNewOpt = None,
+    temperature: TempOpt = None,
+    top_p: TopPOpt = None,
+    seed: SeedOpt = None,
+    lang: Annotated[Optional[str], typer.Option("--lang", help="Answer language (ja | en). [default: the question's]")] = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) weights from a source you trust.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    trace: TraceOpt = True,
+) -> None:
+    """Answer a question with latent reasoning. The answer goes to stdout, the trace to stderr."""
+    from .errors import UsageError
+    from .inputs import question_from
+    from .prompting import compose_question
+    from .render import Output, ask_trace_rows
+
+    out = Output(quiet=quiet, show_trace=trace and not json_out)
+    if lang is not None and lang not in ("ja", "en"):
+        raise UsageError(f"unknown answer language {lang!r}", hint="use --lang ja or --lang en")
+    instruction, context = question_from(question)
+    text = compose_question(instruction, context)
+    settings = generation_settings(mode, thoughts, paths, max_new_tokens, temperature, top_p, seed)
+    settings.validate()
+    loaded = load(model, device, dtype, allow_pickle)
+
+    from .ask import ask as run_ask
+
+    result = run_ask(loaded, text, settings, answer_language=lang)
+    data = result.to_dict()
+    if json_out:
+        out.json(data)
+        return
+    out.trace_rows("lgemma ask", ask_trace_rows(data), data["paths"], data["chosen_path"])
+    if result.language_mismatch:
+        out.warn(f"the answer looks {result.output_language.code}, expected {data['languages']['expected']}")
+    out.result(result.answer)
+
+
+# Commands contributed by other modules register here; each module imports only typer at top level.
+# (registration block: keep one line per command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # interrupted outside a guarded command (e.g. during import)
+        sys.stderr.write("error: interrupted\n")
+        raise SystemExit(EXIT_INTERRUPTED) from None

@@ -1,0 +1,119 @@
+"""The single output layer: results to stdout, everything else to stderr.
+
+`Output.result` / `Output.json` write stdout (the answer, the translation, a report);
+`trace`, `warn`, `progress` and `error` write stderr. On a terminal stderr gets Rich panels and
+tables; piped or redirected, and with NO_COLOR, it gets plain text without escape codes.
+Nothing below this layer prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+
+class Output:
+    def __init__(self, quiet: bool = False, show_trace: bool = True):
+        from rich.console import Console
+
+        self.quiet = quiet
+        self.show_trace = show_trace and not quiet
+        # Rich honours NO_COLOR and drops escape codes itself when the stream is not a terminal.
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.fancy = self.err.is_terminal and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+    # stdout -------------------------------------------------------------------------------
+    def result(self, text: str) -> None:
+        """The command's result, unwrapped and undecorated, on stdout."""
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+
+    def json(self, obj: Any) -> None:
+        """One JSON object (a line of JSON Lines) on stdout."""
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    # stderr -------------------------------------------------------------------------------
+    def error(self, message: str, hint: str | None = None) -> None:
+        self.err.print(f"error: {message}", markup=False, style="bold red" if self.fancy else None)
+        if hint:
+            self.err.print(f"hint: {hint}", markup=False, style="yellow" if self.fancy else None)
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(f"warning: {message}", markup=False, style="yellow" if self.fancy else None)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(message, markup=False)
+
+    def progress(self, **kwargs):
+        """A Rich progress bar on a terminal; a disabled one (no output) in pipes or when quiet."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=self.err,
+            disable=self.quiet or not self.fancy,
+            transient=True,
+            **kwargs,
+        )
+
+    def trace_rows(self, title: str, rows: list[tuple[str, str]], paths: list[dict] | None = None, chosen: int | None = None) -> None:
+        """A key/value trace plus an optional table of reasoning paths."""
+        if not self.show_trace:
+            return
+        if not self.fancy:
+            for key, value in rows:
+                self.err.print(f"{key}: {value}", markup=False)
+            for i, p in enumerate(paths or []):
+                mark = "*" if i == chosen else " "
+                self.err.print(f"path {i}{mark} confidence={p['confidence']:.3f} tokens={p['num_tokens']}: {p['text']!r}", markup=False)
+            return
+        from rich.panel import Panel
+        from rich.table import Table
+        from rich.text import Text
+
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold cyan")
+        grid.add_column()
+        for key, value in rows:
+            grid.add_row(key, Text(value))
+        items: list[Any] = [grid]
+        if paths:
+            table = Table(title="reasoning paths", title_justify="left", expand=False)
+            table.add_column("#", justify="right")
+            table.add_column("confidence", justify="right")
+            table.add_column("tokens", justify="right")
+            table.add_column("text")
+            for i, p in enumerate(paths):
+                style = "bold green" if i == chosen else None
+                table.add_row(f"{i}{'*' if i == chosen else ''}", f"{p['confidence']:.3f}", str(p["num_tokens"]), Text(p["text"][:200]), style=style)
+            items.append(table)
+        from rich.console import Group
+
+        self.err.print(Panel(Group(*items), title=title, title_align="left", border_style="dim"))
+
+
+def ask_trace_rows(data: dict) -> list[tuple[str, str]]:
+    """Trace lines of an `ask` result (the dict of AskResult.to_dict)."""
+    lang = data["languages"]
+    inp, out = lang["input"], lang["output"]
+    mismatch = "  (mismatch: expected " + lang["expected"] + ")" if lang["mismatch"] else ""
+    dev = data["device"]
+    t = data["timings"]
+    rows = [
+        ("model", f"{data['model']['reference']} ({data['model']['architecture']})"),
+        ("languages", f"input {inp['code']} p={inp['probability']:.2f}, output {out['code']} p={out['probability']:.2f}{mismatch}"),
+        ("mode", f"{data['mode']}, {data['num_thoughts']} thoughts" + (f", markers {data['markers'][0]} {data['markers'][1]}" if data["markers"] else "")),
+        ("device", f"{dev['device']} ({dev['device_reason']}), {dev['dtype']} ({dev['dtype_reason']})"),
+        ("timings", f"load {t['load_s']:.2f}s, prefill {t['prefill_s']:.3f}s, thoughts {t['thoughts_s']:.3f}s, decode {t['decode_s']:.3f}s"),
+    ]
+    if data.get("seed") is not None:
+        rows.append(("seed", str(data["seed"])))
+    return rows
