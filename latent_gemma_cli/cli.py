@@ -13,6 +13,7 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from . import __version__
+from .completion import complete_language, complete_mode, complete_model
 from .errors import EXIT_INTERRUPTED, LgemmaError
 
 EXIT_CODES_HELP = (
@@ -63,8 +64,8 @@ def main_callback(
 
 
 # Shared option declarations, so every command spells them the same way.
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Catalogue name, hub id in the cache, or model directory. [default: config `model`]")]
-ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="Latent mode: coconut | soft | off. [default: config `mode`, soft]")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", autocompletion=complete_model, help="Catalogue name, hub id in the cache, or model directory. [default: config `model`]")]
+ModeOpt = Annotated[Optional[str], typer.Option("--mode", autocompletion=complete_mode, help="Latent mode: coconut | soft | off. [default: config `mode`, soft]")]
 ThoughtsOpt = Annotated[Optional[int], typer.Option("--thoughts", help="Number of continuous thoughts. [default: the model's own, 4 in soft mode]")]
 PathsOpt = Annotated[Optional[int], typer.Option("--paths", "-k", help="Reasoning paths decoded in one batch (CoT-decoding). [default: 1]")]
 MaxNewOpt = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Answer length limit in tokens. [default: 256]")]
@@ -132,7 +133,7 @@ def ask(
     temperature: TempOpt = None,
     top_p: TopPOpt = None,
     seed: SeedOpt = None,
-    lang: Annotated[Optional[str], typer.Option("--lang", help="Answer language (ja | en). [default: the question's]")] = None,
+    lang: Annotated[Optional[str], typer.Option("--lang", autocompletion=complete_language, help="Answer language (ja | en). [default: the question's]")] = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) weights from a source you trust.")] = False,

@@ -1,0 +1,47 @@
+"""Shell-completion callbacks. They run on every Tab press: standard library only, no torch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+LANGUAGES = ("ja", "en")
+
+
+def _hub_cache() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    hf_home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return Path(hf_home) / "hub"
+
+
+def model_names() -> list[str]:
+    """Catalogue names, lgemma's registered models and hub models in the cache."""
+    from .catalogue import CATALOGUE
+    from .paths import models_dir
+
+    names = list(CATALOGUE)
+    root = models_dir()
+    if root.is_dir():
+        for entry in sorted(root.iterdir()):
+            if entry.is_dir() and not entry.name.startswith("."):
+                names.append(entry.name)
+            elif entry.suffix == ".path":
+                names.append(entry.stem)
+    cache = _hub_cache()
+    if cache.is_dir():
+        for entry in sorted(cache.glob("models--*")):
+            names.append(entry.name[len("models--"):].replace("--", "/"))
+    return list(dict.fromkeys(names))
+
+
+def complete_model(incomplete: str) -> list[str]:
+    return [n for n in model_names() if n.startswith(incomplete)]
+
+
+def complete_language(incomplete: str) -> list[str]:
+    return [code for code in LANGUAGES if code.startswith(incomplete)]
+
+
+def complete_mode(incomplete: str) -> list[str]:
+    return [m for m in ("coconut", "soft", "off") if m.startswith(incomplete)]
