@@ -34,10 +34,11 @@ class AskResult:
 
     @property
     def language_mismatch(self) -> bool:
-        """The answer is confidently in another language than the one expected."""
+        """The answer is in another language than the expected one (checked for ja and en only,
+        the languages lgemma answers in; langdetect guesses among 55 for short Latin text)."""
         expected = self.answer_language or self.input_language.code
         out = self.output_language
-        return expected != "unknown" and out.code != "unknown" and out.code != expected
+        return expected in ("ja", "en") and out.code != "unknown" and out.code != expected
 
     def to_dict(self) -> dict[str, Any]:
         gen = self.generation

@@ -164,8 +164,6 @@ def ask(
         out.json(data)
         return
     out.trace_rows("lgemma ask", ask_trace_rows(data), data["paths"], data["chosen_path"])
-    if result.language_mismatch:
-        out.warn(f"the answer looks {result.output_language.code}, expected {data['languages']['expected']}")
     out.result(result.answer)
 
 

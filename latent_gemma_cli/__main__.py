@@ -1,0 +1,5 @@
+"""`python -m latent_gemma_cli` runs the lgemma command line."""
+
+from .cli import main
+
+main()
