@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator
 
+from .chunking import Segment, join_chunks, segment_document
+from .errors import UsageError
+from .language import Language, detect
 from .prompting import has_chat_template, prompt_ids
 
 LANG_NAMES = {"ja": "Japanese", "en": "English"}
@@ -51,3 +57,137 @@ def clean_translation(text: str, tokenizer: Any, source_lines: int = 1) -> str:
             break
         cut.append(line)
     return "\n".join(cut).strip()
+
+
+# --- documents ---------------------------------------------------------------------------------
+
+JAPANESE_SCRIPT = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff\uff66-\uff9f]")
+
+
+def in_target_script(line: str, target: str) -> bool:
+    """A line that needs no translation into `target`, judged by script, which is reliable on
+    short lines where statistical detection is not: Japanese text already has kana or kanji;
+    a line with none of them cannot be Japanese source text."""
+    has_japanese = bool(JAPANESE_SCRIPT.search(line))
+    return has_japanese if target == "ja" else not has_japanese
+
+
+@dataclass
+class ChunkResult:
+    """One translated chunk with its trace."""
+
+    line: int
+    chunk: int
+    source: str
+    translation: str
+    source_language: Language
+    output_language: Language
+    target: str
+    confidence: float
+    paths: list[dict]
+    prompt_token_ids: list[int]
+    seconds: float
+
+    @property
+    def language_ok(self) -> bool:
+        return self.output_language.code in (self.target, "unknown")
+
+    def to_dict(self, file: str | None = None) -> dict:
+        return {
+            "file": file,
+            "line": self.line,
+            "chunk": self.chunk,
+            "source": self.source,
+            "translation": self.translation,
+            "source_language": asdict(self.source_language),
+            "output_language": asdict(self.output_language),
+            "target": self.target,
+            "language_ok": self.language_ok,
+            "confidence": self.confidence,
+            "paths": self.paths,
+            "prompt_token_ids": self.prompt_token_ids,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass
+class LineResult:
+    """One output line: passed through unchanged, or joined from its translated chunks."""
+
+    index: int
+    text: str
+    passthrough: str | None
+    chunks: list[ChunkResult]
+
+
+def resolve_languages(text: str, source: str, target: str | None) -> tuple[str, str, Language]:
+    """(source, target, detected): `auto` source is detected; the target defaults to the other one."""
+    detected = detect(text)
+    if source == "auto":
+        source = "ja" if JAPANESE_SCRIPT.search(text) and detected.code in ("ja", "zh-cn", "zh-tw", "ko", "unknown") else detected.code
+        if source not in LANG_NAMES:
+            source = "ja" if JAPANESE_SCRIPT.search(text) else "en"
+    if source not in LANG_NAMES:
+        raise UsageError(f"unsupported source language {source!r}", hint="use --from ja or --from en")
+    if target is None:
+        target = "en" if source == "ja" else "ja"
+    if target not in LANG_NAMES:
+        raise UsageError(f"unsupported target language {target!r}", hint="use --to ja or --to en")
+    return source, target, detected
+
+
+def default_chunk_tokens(model: Any) -> int:
+    """Chunks stay far inside the context: room for the prompt, the chunk and its translation."""
+    context = getattr(model.config, "max_position_embeddings", 2048) or 2048
+    return max(16, min(200, context // 4))
+
+
+def plan(loaded: Any, text: str, target: str, max_chunk_tokens: int | None = None) -> list[Segment]:
+    tokenizer = loaded.tokenizer
+    limit = max_chunk_tokens or default_chunk_tokens(loaded.model)
+
+    def count(s: str) -> int:
+        return len(tokenizer(s, add_special_tokens=False)["input_ids"])
+
+    return segment_document(text, count, limit, lambda line: in_target_script(line, target))
+
+
+def translate_segments(
+    loaded: Any,
+    segments: list[Segment],
+    source: str,
+    target: str,
+    settings: Any,
+    runner: Any = None,
+) -> Iterator[LineResult]:
+    """Translate each segment's chunks in order, yielding finished lines as they complete."""
+    from . import engine
+
+    runner = runner or engine.LatentRunner(loaded.model)
+    for index, seg in enumerate(segments):
+        if seg.passthrough is not None:
+            yield LineResult(index, seg.text, seg.passthrough, [])
+            continue
+        results = []
+        for c, chunk in enumerate(seg.chunks):
+            ids = translation_prompt_ids(loaded.tokenizer, chunk, source, target)
+            start = time.perf_counter()
+            gen = engine.generate(loaded.model, loaded.tokenizer, ids, settings, spec=loaded.spec, runner=runner)
+            text = clean_translation(gen.answer, loaded.tokenizer)
+            results.append(
+                ChunkResult(
+                    line=index,
+                    chunk=c,
+                    source=chunk,
+                    translation=text,
+                    source_language=detect(chunk),
+                    output_language=detect(text),
+                    target=target,
+                    confidence=gen.paths[gen.chosen].confidence,
+                    paths=[{"text": p.text, "confidence": p.confidence, "num_tokens": p.num_tokens, "token_ids": p.token_ids} for p in gen.paths],
+                    prompt_token_ids=ids,
+                    seconds=time.perf_counter() - start,
+                )
+            )
+        indent = seg.text[: len(seg.text) - len(seg.text.lstrip())]
+        yield LineResult(index, indent + join_chunks([r.translation for r in results], target), None, results)

@@ -1,0 +1,143 @@
+"""`lgemma translate`: Japanese <-> English for text, files and pipes. Typer surface only."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Iterator, Optional, TextIO
+
+import typer
+
+from ..options import DeviceOpt, DtypeOpt, JsonOpt, MaxNewOpt, ModelOpt, ModeOpt, PathsOpt, QuietOpt, SeedOpt, TempOpt, ThoughtsOpt, TopPOpt, TraceOpt
+from ..completion import complete_language
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[TextIO]:
+    """Write to a temporary file beside `path` and rename it over `path` only on success,
+    so an error or Ctrl-C never leaves a partial file in place of an existing one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_inputs(files: list[str]) -> list[tuple[str, str | None, Exception | None]]:
+    """(name, text, error) per input; a bad input does not stop the others."""
+    from ..errors import InputError
+    from ..inputs import read_file, read_stream, stdin_is_piped
+
+    if not files:
+        if not stdin_is_piped():
+            from ..errors import UsageError
+
+            raise UsageError("no input given", hint="pass files, `-` for stdin, or pipe text in: cat notes.txt | lgemma translate --to en")
+        files = ["-"]
+    results = []
+    for name in files:
+        try:
+            text = read_stream(sys.stdin.buffer) if name == "-" else read_file(name)
+            if not text.strip():
+                raise InputError(f"{'<stdin>' if name == '-' else name}: empty input")
+            results.append((name, text, None))
+        except InputError as exc:
+            results.append((name, None, exc))
+    return results
+
+
+def translate(
+    files: Annotated[Optional[list[str]], typer.Argument(help="Text files to translate; `-` or a pipe for stdin.")] = None,
+    to: Annotated[Optional[str], typer.Option("--to", autocompletion=complete_language, help="Target language: ja | en. [default: the other of the source]")] = None,
+    source: Annotated[str, typer.Option("--from", autocompletion=lambda incomplete: [c for c in ("auto", "ja", "en") if c.startswith(incomplete)], help="Source language: auto | ja | en.")] = "auto",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (written atomically), or a directory for several files.")] = None,
+    headers: Annotated[bool, typer.Option("--headers", help="With several files on stdout, print a `==> FILE <==` header before each.")] = False,
+    max_chunk_tokens: Annotated[Optional[int], typer.Option("--max-chunk-tokens", help="Largest chunk sent to the model, in tokens. [default: min(200, context/4)]")] = None,
+    model: ModelOpt = None,
+    mode: ModeOpt = None,
+    thoughts: ThoughtsOpt = None,
+    paths: PathsOpt = None,
+    max_new_tokens: MaxNewOpt = None,
+    temperature: TempOpt = None,
+    top_p: TopPOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    trace: TraceOpt = True,
+) -> None:
+    """Translate Japanese <-> English, keeping paragraphs, blank lines, code blocks and URLs.
+
+    Output streams line by line to stdout (or -o). Files that cannot be read are reported and
+    skipped; the others are still translated, and the exit code is that of the first failure.
+    """
+    from ..cli import generation_settings, load
+    from ..errors import InputError, UsageError
+    from ..render import Output
+    from ..translation import plan, resolve_languages, translate_segments
+
+    out = Output(quiet=quiet, show_trace=trace and not json_out)
+    inputs = _read_inputs(list(files or []))
+    several = len(inputs) > 1
+    if output is not None and several and output.exists() and not output.is_dir():
+        raise UsageError(f"{output}: with several input files, -o must be a directory")
+    for name, _, error in inputs:
+        if error is not None:
+            out.error(getattr(error, "message", str(error)))
+    good = [(n, t) for n, t, e in inputs if e is None]
+    failures = [(n, e) for n, _, e in inputs if e is not None]
+    if good:
+        settings = generation_settings(mode, thoughts, paths, max_new_tokens, temperature, top_p, seed)
+        settings.validate()
+        loaded = load(model, device, dtype)
+        for number, (name, text) in enumerate(good):
+            src, tgt, detected = resolve_languages(text, source, to)
+            segments = plan(loaded, text, tgt, max_chunk_tokens)
+            if max_new_tokens is None:
+                longest = max((len(loaded.tokenizer(c, add_special_tokens=False)["input_ids"]) for s in segments for c in s.chunks), default=0)
+                settings.max_new_tokens = 2 * longest + 16
+            label = "<stdin>" if name == "-" else name
+            if out.show_trace:
+                chunks = sum(len(s.chunks) for s in segments)
+                out.info(f"{label}: {src} -> {tgt} (detected {detected.code}, p={detected.probability:.2f}), {chunks} chunks")
+            if output is None:
+                if headers and several:
+                    out.result(f"{'' if number == 0 else chr(10)}==> {label} <==")
+                _run_file(loaded, segments, src, tgt, settings, out, label, sys.stdout, json_out, to_stdout=True)
+            else:
+                target_path = output / (Path(name).name if name != "-" else "stdin.txt") if (several or output.is_dir()) else output
+                with atomic_output(target_path) as handle:
+                    _run_file(loaded, segments, src, tgt, settings, out, label, handle, json_out, to_stdout=False)
+    if failures:
+        names = ", ".join("<stdin>" if n == "-" else n for n, _ in failures)
+        out.error(f"translated {len(good)} of {len(inputs)} inputs; failed: {names}")
+        raise typer.Exit(failures[0][1].exit_code if isinstance(failures[0][1], InputError) else 1)
+
+
+def _run_file(loaded, segments, src, tgt, settings, out, label, sink, json_out, to_stdout) -> None:
+    from ..translation import translate_segments
+
+    total = sum(len(s.chunks) for s in segments)
+    with out.progress() as progress:
+        task = progress.add_task(f"translating {label}", total=total) if total > 3 else None
+        for line in translate_segments(loaded, segments, src, tgt, settings):
+            if not (json_out and to_stdout):
+                sink.write(line.text + "\n")
+                sink.flush()
+            for chunk in line.chunks:
+                if json_out:
+                    out.json(chunk.to_dict(label))
+                if out.show_trace:
+                    ok = "ok" if chunk.language_ok else f"MISMATCH (got {chunk.output_language.code})"
+                    out.info(f"  line {chunk.line + 1}.{chunk.chunk}: source {chunk.source_language.code} "
+                             f"p={chunk.source_language.probability:.2f}, output {ok}, confidence {chunk.confidence:.3f}, {chunk.seconds:.2f}s")
+                if task is not None:
+                    progress.advance(task)
