@@ -121,6 +121,7 @@ class LatentPrefix:
     length: int
     prefill_s: float = 0.0
     thoughts_s: float = 0.0
+    stream: "Stream | None" = None
 
 
 class LatentRunner:
@@ -171,14 +172,14 @@ class LatentRunner:
             return hidden * (self._mean_embed_norm / hidden.float().norm(dim=-1, keepdim=True)).to(hidden.dtype)
         raise ValueError(f"unknown feedback transform {transform!r}")
 
-    def hidden(self, inputs_embeds: torch.Tensor, cache: Any) -> torch.Tensor:
+    def hidden(self, inputs_embeds: torch.Tensor, cache: Any, **positions: Any) -> torch.Tensor:
         """Final hidden state at the last position, skipping the LM head."""
-        out = self.backbone(inputs_embeds=inputs_embeds, use_cache=True, **{self.cache_kw: cache})
+        out = self.backbone(inputs_embeds=inputs_embeds, use_cache=True, **{self.cache_kw: cache}, **positions)
         return out.last_hidden_state[:, -1, :]
 
-    def logits(self, inputs_embeds: torch.Tensor, cache: Any) -> torch.Tensor:
+    def logits(self, inputs_embeds: torch.Tensor, cache: Any, **positions: Any) -> torch.Tensor:
         """Next-token logits (float32) at the last position."""
-        out = self.model(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})
+        out = self.model(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **{self.cache_kw: cache}, **positions)
         return out.logits[:, -1, :].float()
 
     def token_ids(self, tokenizer: Any, token: str) -> int:
@@ -217,6 +218,98 @@ def resolve_thoughts(settings: Settings, spec: LatentSpec | None) -> tuple[int, 
     return n, markers, spec.feedback if spec is not None else "identity"
 
 
+class Stream:
+    """Attention mask and positions of a left-padded batch, grown one position at a time.
+
+    Prompts of equal length need neither (positions follow the cache), so a single prompt runs
+    exactly the unpadded path; padded rows get an explicit mask and per-row positions, so
+    padding changes nothing a row computes.
+    """
+
+    def __init__(self, lengths: list[int], device: torch.device):
+        width = max(lengths)
+        self.mask: torch.Tensor | None = None
+        self.next_pos: torch.Tensor | None = None
+        if any(n != width for n in lengths):
+            self.mask = torch.zeros(len(lengths), width, dtype=torch.long, device=device)
+            for row, n in enumerate(lengths):
+                self.mask[row, width - n:] = 1
+            self.next_pos = torch.tensor(lengths, device=device)
+
+    def prefill(self) -> dict:
+        if self.mask is None:
+            return {}
+        return {"attention_mask": self.mask, "position_ids": (self.mask.cumsum(-1) - 1).clamp(min=0)}
+
+    def step(self) -> dict:
+        """Keyword arguments for feeding one more position to every row."""
+        if self.mask is None:
+            return {}
+        self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], dim=1)
+        positions = self.next_pos[:, None].clone()
+        self.next_pos = self.next_pos + 1
+        return {"attention_mask": self.mask, "position_ids": positions}
+
+    def repeat(self, k: int) -> None:
+        if self.mask is not None:
+            self.mask = self.mask.repeat_interleave(k, dim=0)
+            self.next_pos = self.next_pos.repeat_interleave(k, dim=0)
+
+
+def run_prefix_batch(
+    runner: LatentRunner,
+    prompts: list[list[int]],
+    mode: str,
+    num_thoughts: int,
+    marker_ids: tuple[int, int] | None,
+    feedback: str = "identity",
+    soft_top_p: float = 0.95,
+    pad_id: int = 0,
+) -> LatentPrefix:
+    """Prefill each prompt (+ <bot>), run the thoughts one position at a time, then <eot>.
+
+    Prompts are left-padded into one batch; `logits` has one row per prompt and
+    `thought_inputs` is (prompts, thoughts, hidden).
+    """
+    dev = runner.device
+    with_markers = marker_ids is not None and mode != "off"
+    rows = [list(p) + ([marker_ids[0]] if with_markers else []) for p in prompts]
+    width = max(len(r) for r in rows)
+    stream = Stream([len(r) for r in rows], dev)
+    cache = runner.new_cache()
+    start = time.perf_counter()
+    embeds = runner.embed(torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=dev))
+    thought_inputs: list[torch.Tensor] = []
+    hidden_size = embeds.shape[-1]
+    if mode == "off" or (num_thoughts == 0 and not with_markers):
+        logits = runner.logits(embeds, cache, **stream.prefill())
+        empty = embeds.new_empty(len(rows), 0, hidden_size)
+        return LatentPrefix(cache, logits, empty, width, time.perf_counter() - start, 0.0, stream)
+    if mode == "coconut":
+        if not with_markers:
+            raise NotLatentTrainedError("coconut mode needs the marker tokens of a latent description")
+        state = runner.hidden(embeds, cache, **stream.prefill())
+        prefilled = time.perf_counter()
+        for i in range(num_thoughts):
+            vec = runner.feedback(state, feedback)
+            thought_inputs.append(vec)
+            # The last thought's output state is unused (<eot> follows); its forward fills the cache.
+            state = runner.hidden(vec[:, None, :], cache, **stream.step())
+    else:  # soft
+        logits = runner.logits(embeds, cache, **stream.prefill())
+        prefilled = time.perf_counter()
+        for _ in range(num_thoughts):
+            vec = runner.soft_embedding(logits, soft_top_p)
+            thought_inputs.append(vec)
+            logits = runner.logits(vec[:, None, :], cache, **stream.step())
+    if with_markers:
+        eot = torch.full((len(rows), 1), marker_ids[1], device=dev)
+        logits = runner.logits(runner.embed(eot), cache, **stream.step())
+    length = width + num_thoughts + (1 if with_markers else 0)
+    stacked = torch.stack(thought_inputs, dim=1) if thought_inputs else embeds.new_empty(len(rows), 0, hidden_size)
+    return LatentPrefix(cache, logits, stacked, length, prefilled - start, time.perf_counter() - prefilled, stream)
+
+
 def run_prefix(
     runner: LatentRunner,
     prompt_ids: list[int],
@@ -226,41 +319,10 @@ def run_prefix(
     feedback: str = "identity",
     soft_top_p: float = 0.95,
 ) -> LatentPrefix:
-    """Prefill prompt (+ <bot>), run the thoughts one position at a time, then <eot>."""
-    dev = runner.device
-    ids = list(prompt_ids) + ([marker_ids[0]] if marker_ids and mode != "off" else [])
-    cache = runner.new_cache()
-    start = time.perf_counter()
-    embeds = runner.embed(torch.tensor([ids], device=dev))
-    thought_inputs: list[torch.Tensor] = []
-    if mode == "off" or num_thoughts == 0 and marker_ids is None:
-        logits = runner.logits(embeds, cache)
-        return LatentPrefix(cache, logits, embeds.new_empty(0, embeds.shape[-1]), len(ids), time.perf_counter() - start)
-    if mode == "coconut":
-        state = runner.hidden(embeds, cache)
-        prefilled = time.perf_counter()
-        for i in range(num_thoughts):
-            vec = runner.feedback(state, feedback)
-            thought_inputs.append(vec[0])
-            if i + 1 < num_thoughts or marker_ids is None:
-                state = runner.hidden(vec[:, None, :], cache)
-            else:
-                runner.hidden(vec[:, None, :], cache)  # the last thought only needs its KV entry
-    else:  # soft
-        logits = runner.logits(embeds, cache)
-        prefilled = time.perf_counter()
-        for _ in range(num_thoughts):
-            vec = runner.soft_embedding(logits, soft_top_p)
-            thought_inputs.append(vec[0])
-            logits = runner.logits(vec[:, None, :], cache)
-    if marker_ids is not None:
-        logits = runner.logits(runner.embed(torch.tensor([[marker_ids[1]]], device=dev)), cache)
-    elif mode == "coconut":  # unreachable: coconut needs a spec, hence markers
-        raise AssertionError("coconut mode without markers")
-    length = len(ids) + num_thoughts + (1 if marker_ids is not None else 0)
-    stacked = torch.stack(thought_inputs) if thought_inputs else embeds.new_empty(0, embeds.shape[-1])
-    end = time.perf_counter()
-    return LatentPrefix(cache, logits, stacked, length, prefilled - start, end - prefilled)
+    """`run_prefix_batch` for one prompt; `thought_inputs` is (thoughts, hidden)."""
+    prefix = run_prefix_batch(runner, [prompt_ids], mode, num_thoughts, marker_ids, feedback, soft_top_p)
+    prefix.thought_inputs = prefix.thought_inputs[0]
+    return prefix
 
 
 def decode_paths(
@@ -274,44 +336,50 @@ def decode_paths(
     generator: torch.Generator | None = None,
     first_tokens: list[int] | None = None,
 ) -> list[tuple[list[int], float, bool]]:
-    """Decode k paths in one batch from the prefix. Returns (token ids, confidence, finished) each.
+    """Decode k paths per prefix row in one batch: (token ids, confidence, finished) each, row-major.
 
-    The first tokens are the top-k candidates of the first answer distribution (or `first_tokens`
-    when given); with k = 1 and temperature > 0 the first token is sampled like the rest.
+    The first tokens are the top-k candidates of each row's first answer distribution (or
+    `first_tokens`, for a one-row prefix); with k = 1 and temperature > 0 the first token is
+    sampled like the rest.
     """
     dev = runner.device
-    first_margin = float(margins(prefix.logits)[0])
+    rows = prefix.logits.shape[0]
+    first_margins = margins(prefix.logits).tolist()
     if first_tokens is not None:
         first = torch.tensor(first_tokens, device=dev)
+        k = len(first_tokens)
     elif k == 1:
         first = select_next(prefix.logits, temperature, top_p, generator)
     else:
-        first = prefix.logits[0].topk(k).indices
-    k = first.shape[0]
+        first = prefix.logits.topk(k, dim=-1).indices.reshape(-1)
     cache = prefix.cache
     if k > 1:
         cache.batch_repeat_interleave(k)
+        if prefix.stream is not None:
+            prefix.stream.repeat(k)
+    n = first.shape[0]
     tokens: list[list[int]] = [[int(t)] for t in first]
-    step_margins: list[list[float]] = [[first_margin] for _ in range(k)]
+    step_margins: list[list[float]] = [[first_margins[r // k]] for r in range(n)]
     done = [int(t) in eos_ids for t in first]
     current = first[:, None]
-    pad = next(iter(eos_ids)) if eos_ids else 0
+    pad = min(eos_ids) if eos_ids else 0
+    step = prefix.stream.step if prefix.stream is not None else dict
     for _ in range(max_new_tokens - 1):
         if all(done):
             break
-        logits = runner.logits(runner.embed(current), cache)
+        logits = runner.logits(runner.embed(current), cache, **step())
         nxt = select_next(logits, temperature, top_p, generator)
         mg = margins(logits).tolist()
-        for row in range(k):
-            if done[row]:
+        for r in range(n):
+            if done[r]:
                 continue
-            tok = int(nxt[row])
-            tokens[row].append(tok)
-            step_margins[row].append(mg[row])
-            done[row] = tok in eos_ids
+            tok = int(nxt[r])
+            tokens[r].append(tok)
+            step_margins[r].append(mg[r])
+            done[r] = tok in eos_ids
         # Finished rows keep decoding a pad token so the batch stays rectangular; it is discarded.
-        current = torch.tensor([[pad] if done[r] else [tokens[r][-1]] for r in range(k)], device=dev)
-    return [(tokens[r], sum(step_margins[r]) / len(step_margins[r]), done[r]) for r in range(k)]
+        current = torch.tensor([[pad] if done[r] else [tokens[r][-1]] for r in range(n)], device=dev)
+    return [(tokens[r], sum(step_margins[r]) / len(step_margins[r]), done[r]) for r in range(n)]
 
 
 def generate(
@@ -323,38 +391,58 @@ def generate(
     runner: LatentRunner | None = None,
 ) -> Generation:
     """Run the latent engine on prompt token ids and return every path plus the chosen answer."""
+    return generate_batch(model, tokenizer, [prompt_ids], settings, spec, runner)[0]
+
+
+def generate_batch(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[int]],
+    settings: Settings,
+    spec: LatentSpec | None = None,
+    runner: LatentRunner | None = None,
+) -> list[Generation]:
+    """`generate` for several prompts in one left-padded batch (k paths each); timings are the batch's."""
     settings.validate()
     runner = runner or LatentRunner(model)
     n, markers, feedback = resolve_thoughts(settings, spec)
     marker_ids = (runner.token_ids(tokenizer, markers[0]), runner.token_ids(tokenizer, markers[1])) if markers else None
     context = getattr(model.config, "max_position_embeddings", None)
-    needed = len(prompt_ids) + n + (2 if marker_ids else 0)
+    longest = max(len(p) for p in prompts)
+    needed = longest + n + (2 if marker_ids else 0)
     if context and needed >= context:
-        raise InputError(f"the input is {len(prompt_ids)} tokens; with {n} thoughts it exceeds the model's context of {context} tokens")
+        raise InputError(f"the input is {longest} tokens; with {n} thoughts it exceeds the model's context of {context} tokens")
     max_new = min(settings.max_new_tokens, context - needed) if context else settings.max_new_tokens
     generator = None
     if settings.seed is not None:
         generator = torch.Generator(device=runner.device).manual_seed(settings.seed)
     eos_ids = eos_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     with torch.inference_mode():
-        prefix = run_prefix(runner, prompt_ids, settings.mode, n, marker_ids, feedback, settings.soft_top_p)
+        prefix = run_prefix_batch(runner, prompts, settings.mode, n, marker_ids, feedback, settings.soft_top_p, pad_id)
         t1 = time.perf_counter()
         decoded = decode_paths(runner, prefix, settings.paths, max_new, eos_ids, settings.temperature, settings.top_p, generator)
         decode_s = time.perf_counter() - t1
     timings = Timings(prefill_s=prefix.prefill_s, thoughts_s=prefix.thoughts_s, decode_s=decode_s)
-    paths = []
-    for ids, conf, finished in decoded:
-        text_ids = [t for t in ids if t not in eos_ids]
-        text = tokenizer.decode(text_ids, skip_special_tokens=True).strip()
-        paths.append(PathResult(text=text, token_ids=ids, confidence=conf, finished=finished))
-    chosen = max(range(len(paths)), key=lambda i: (paths[i].confidence, -i))
-    return Generation(
-        paths=paths,
-        chosen=chosen,
-        prompt_ids=list(prompt_ids),
-        mode=settings.mode,
-        num_thoughts=n,
-        markers=markers,
-        seed=settings.seed,
-        timings=timings,
-    )
+    k = len(decoded) // len(prompts)
+    results = []
+    for i, prompt in enumerate(prompts):
+        paths = []
+        for ids, conf, finished in decoded[i * k:(i + 1) * k]:
+            text_ids = [t for t in ids if t not in eos_ids]
+            text = tokenizer.decode(text_ids, skip_special_tokens=True).strip()
+            paths.append(PathResult(text=text, token_ids=ids, confidence=conf, finished=finished))
+        chosen = max(range(len(paths)), key=lambda j: (paths[j].confidence, -j))
+        results.append(
+            Generation(
+                paths=paths,
+                chosen=chosen,
+                prompt_ids=list(prompt),
+                mode=settings.mode,
+                num_thoughts=n,
+                markers=markers,
+                seed=settings.seed,
+                timings=timings,
+            )
+        )
+    return results

@@ -1,4 +1,5 @@
-"""Translation prompts: an instruction for chat (instruction-tuned) models, few-shot for base models."""
+"""Translation: prompts (an instruction for chat models, few-shot for base models), language
+resolution, and document translation chunk by chunk in batches, streamed line by line."""
 
 from __future__ import annotations
 
@@ -159,22 +160,41 @@ def translate_segments(
     target: str,
     settings: Any,
     runner: Any = None,
+    batch_size: int = 8,
 ) -> Iterator[LineResult]:
-    """Translate each segment's chunks in order, yielding finished lines as they complete."""
+    """Translate the chunks in order, `batch_size` prompts per engine call (left-padded), and
+    yield each line, in order, as soon as all of its chunks are done."""
     from . import engine
 
     runner = runner or engine.LatentRunner(loaded.model)
-    for index, seg in enumerate(segments):
-        if seg.passthrough is not None:
-            yield LineResult(index, seg.text, seg.passthrough, [])
-            continue
-        results = []
-        for c, chunk in enumerate(seg.chunks):
-            ids = translation_prompt_ids(loaded.tokenizer, chunk, source, target)
-            start = time.perf_counter()
-            gen = engine.generate(loaded.model, loaded.tokenizer, ids, settings, spec=loaded.spec, runner=runner)
+    work = [(index, c, chunk) for index, seg in enumerate(segments) for c, chunk in enumerate(seg.chunks)]
+    done: dict[int, list[ChunkResult]] = {}
+    emitted = 0
+
+    def ready() -> Iterator[LineResult]:
+        nonlocal emitted
+        while emitted < len(segments):
+            seg = segments[emitted]
+            if seg.passthrough is not None:
+                yield LineResult(emitted, seg.text, seg.passthrough, [])
+            elif len(done.get(emitted, [])) == len(seg.chunks):
+                results = done.pop(emitted)
+                indent = seg.text[: len(seg.text) - len(seg.text.lstrip())]
+                yield LineResult(emitted, indent + join_chunks([r.translation for r in results], target), None, results)
+            else:
+                return
+            emitted += 1
+
+    yield from ready()
+    for start in range(0, len(work), max(1, batch_size)):
+        batch = work[start:start + batch_size]
+        prompts = [translation_prompt_ids(loaded.tokenizer, chunk, source, target) for _, _, chunk in batch]
+        began = time.perf_counter()
+        gens = engine.generate_batch(loaded.model, loaded.tokenizer, prompts, settings, spec=loaded.spec, runner=runner)
+        seconds = (time.perf_counter() - began) / len(batch)
+        for (index, c, chunk), ids, gen in zip(batch, prompts, gens):
             text = clean_translation(gen.answer, loaded.tokenizer)
-            results.append(
+            done.setdefault(index, []).append(
                 ChunkResult(
                     line=index,
                     chunk=c,
@@ -186,8 +206,7 @@ def translate_segments(
                     confidence=gen.paths[gen.chosen].confidence,
                     paths=[{"text": p.text, "confidence": p.confidence, "num_tokens": p.num_tokens, "token_ids": p.token_ids} for p in gen.paths],
                     prompt_token_ids=ids,
-                    seconds=time.perf_counter() - start,
+                    seconds=seconds,
                 )
             )
-        indent = seg.text[: len(seg.text) - len(seg.text.lstrip())]
-        yield LineResult(index, indent + join_chunks([r.translation for r in results], target), None, results)
+        yield from ready()

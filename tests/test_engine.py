@@ -174,3 +174,30 @@ def test_overlong_input_is_an_input_error(loaded):
     ids = [5] * loaded.model.config.max_position_embeddings
     with pytest.raises(InputError, match="context"):
         engine.generate(loaded.model, loaded.tokenizer, ids, engine.Settings(mode="off"))
+
+
+@pytest.mark.parametrize("mode", ["coconut", "soft", "off"])
+def test_padded_batch_equals_one_prompt_at_a_time(loaded, mode):
+    """Left padding changes nothing a row computes: same paths, same confidences."""
+    texts = ["東京は日本の首都ですか？", "Is Tom a lempus or a gorpus? Every wumpus is a yumpus.", "猫"]
+    prompts = [_ids(loaded, t) for t in texts]
+    assert len({len(p) for p in prompts}) == 3
+    settings = engine.Settings(mode=mode, num_thoughts=2, paths=2, max_new_tokens=6)
+    batched = engine.generate_batch(loaded.model, loaded.tokenizer, prompts, settings, spec=SPEC)
+    for prompt, got in zip(prompts, batched):
+        alone = engine.generate(loaded.model, loaded.tokenizer, prompt, settings, spec=SPEC)
+        assert [p.token_ids for p in got.paths] == [p.token_ids for p in alone.paths]
+        for a, b in zip(got.paths, alone.paths):
+            assert a.confidence == pytest.approx(b.confidence, abs=1e-5)
+        assert got.prompt_ids == prompt
+
+
+def test_padded_prefix_logits_match(loaded):
+    runner = engine.LatentRunner(loaded.model)
+    prompts = [_ids(loaded, "猫"), _ids(loaded, "東京は日本の首都ですか？ Is Tokyo the capital?")]
+    with torch.inference_mode():
+        batch = engine.run_prefix_batch(runner, prompts, "soft", 3, _markers(loaded))
+        for row, prompt in enumerate(prompts):
+            alone = engine.run_prefix(runner, prompt, "soft", 3, _markers(loaded))
+            assert (batch.logits[row] - alone.logits[0]).abs().max().item() < TOL
+            assert (batch.thought_inputs[row] - alone.thought_inputs).abs().max().item() < TOL

@@ -164,3 +164,19 @@ def test_bad_inputs_named_and_good_files_still_translated(tiny_gemma2, tmp_path,
     assert result.stdout.count("\n") == 1  # the good file's one line
     alone = _translate(tiny_gemma2, str(bad))
     assert alone.exit_code == 2 and "Traceback" not in alone.stderr
+
+
+def test_batches_give_what_one_chunk_at_a_time_gives(tiny_gemma2):
+    from latent_gemma_cli import engine
+    from latent_gemma_cli.loading import load_model
+    from latent_gemma_cli.translation import plan, translate_segments
+
+    loaded = load_model(str(tiny_gemma2))
+    text = "東京は日本の首都です。\n\n猫は寝ています。富士山は高い。\nhttps://example.com\n駅はどこですか。"
+    segments = plan(loaded, text, "en", max_chunk_tokens=6)
+    assert sum(len(s.chunks) for s in segments) >= 4
+    settings = engine.Settings(mode="soft", num_thoughts=1, max_new_tokens=3)
+    batched = list(translate_segments(loaded, segments, "ja", "en", settings, batch_size=8))
+    single = list(translate_segments(loaded, segments, "ja", "en", settings, batch_size=1))
+    assert [line.text for line in batched] == [line.text for line in single]
+    assert [line.index for line in batched] == list(range(len(segments)))

@@ -60,6 +60,7 @@ def translate(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (written atomically), or a directory for several files.")] = None,
     headers: Annotated[bool, typer.Option("--headers", help="With several files on stdout, print a `==> FILE <==` header before each.")] = False,
     max_chunk_tokens: Annotated[Optional[int], typer.Option("--max-chunk-tokens", help="Largest chunk sent to the model, in tokens. [default: min(200, context/4)]")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Chunks translated together in one batch.")] = 8,
     model: ModelOpt = None,
     mode: ModeOpt = None,
     thoughts: ThoughtsOpt = None,
@@ -82,7 +83,7 @@ def translate(
     from ..cli import generation_settings, load
     from ..errors import InputError, UsageError
     from ..render import Output
-    from ..translation import plan, resolve_languages, translate_segments
+    from ..translation import plan, resolve_languages
 
     out = Output(quiet=quiet, show_trace=trace and not json_out)
     inputs = _read_inputs(list(files or []))
@@ -111,24 +112,24 @@ def translate(
             if output is None:
                 if headers and several:
                     out.result(f"{'' if number == 0 else chr(10)}==> {label} <==")
-                _run_file(loaded, segments, src, tgt, settings, out, label, sys.stdout, json_out, to_stdout=True)
+                _run_file(loaded, segments, src, tgt, settings, out, label, sys.stdout, json_out, True, batch_size)
             else:
                 target_path = output / (Path(name).name if name != "-" else "stdin.txt") if (several or output.is_dir()) else output
                 with atomic_output(target_path) as handle:
-                    _run_file(loaded, segments, src, tgt, settings, out, label, handle, json_out, to_stdout=False)
+                    _run_file(loaded, segments, src, tgt, settings, out, label, handle, json_out, False, batch_size)
     if failures:
         names = ", ".join("<stdin>" if n == "-" else n for n, _ in failures)
         out.error(f"translated {len(good)} of {len(inputs)} inputs; failed: {names}")
         raise typer.Exit(failures[0][1].exit_code if isinstance(failures[0][1], InputError) else 1)
 
 
-def _run_file(loaded, segments, src, tgt, settings, out, label, sink, json_out, to_stdout) -> None:
+def _run_file(loaded, segments, src, tgt, settings, out, label, sink, json_out, to_stdout, batch_size) -> None:
     from ..translation import translate_segments
 
     total = sum(len(s.chunks) for s in segments)
     with out.progress() as progress:
         task = progress.add_task(f"translating {label}", total=total) if total > 3 else None
-        for line in translate_segments(loaded, segments, src, tgt, settings):
+        for line in translate_segments(loaded, segments, src, tgt, settings, batch_size=batch_size):
             if not (json_out and to_stdout):
                 sink.write(line.text + "\n")
                 sink.flush()
