@@ -2,7 +2,8 @@
 
 Exit codes follow the project's command-line conventions:
 0 success, 1 runtime error, 2 usage error, 3 model not available locally,
-4 authentication or licence needed, 130 interrupted.
+4 authentication or licence needed, 5 network unreachable, 6 disk full,
+7 model or revision not found on the hub, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_MODEL_MISSING = 3
 EXIT_AUTH = 4
+EXIT_NETWORK = 5
+EXIT_DISK_FULL = 6
+EXIT_REMOTE_NOT_FOUND = 7
 EXIT_INTERRUPTED = 130
 
 
@@ -54,3 +58,21 @@ class AuthError(LgemmaError):
 
 class UnsafeCheckpointError(LgemmaError):
     """The checkpoint only has pickle weights and the user did not allow them."""
+
+
+class NetworkError(LgemmaError):
+    """The hub could not be reached (no network, DNS, timeout, connection dropped, hub down)."""
+
+    exit_code = EXIT_NETWORK
+
+
+class DiskFullError(LgemmaError):
+    """No space left on the device while writing a model."""
+
+    exit_code = EXIT_DISK_FULL
+
+
+class RemoteNotFoundError(LgemmaError):
+    """The hub has no such repository or revision (or it is private and no token was given)."""
+
+    exit_code = EXIT_REMOTE_NOT_FOUND

@@ -46,8 +46,20 @@ def _hub_cached(repo_id: str, revision: str | None = None) -> Path | None:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    from .download import ALLOW_PATTERNS, IGNORE_PATTERNS
+
     try:
-        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+        # The same file patterns as `lgemma download`: without them the hub library calls a
+        # snapshot incomplete when the repository holds files lgemma never fetches (README, .bin).
+        return Path(
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                local_files_only=True,
+                allow_patterns=ALLOW_PATTERNS,
+                ignore_patterns=IGNORE_PATTERNS,
+            )
+        )
     except (LocalEntryNotFoundError, FileNotFoundError, ValueError, OSError):
         return None
 
