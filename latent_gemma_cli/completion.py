@@ -15,24 +15,34 @@ def _hub_cache() -> Path:
     return Path(hf_home) / "hub"
 
 
-def model_names() -> list[str]:
-    """Catalogue names, lgemma's registered models and hub models in the cache."""
+def hub_cache() -> Path:
+    """The Hugging Face hub cache directory (`HF_HUB_CACHE`, else `HF_HOME/hub`)."""
+    return _hub_cache()
+
+
+def model_entries() -> list[tuple[str, str]]:
+    """(name, source) for every model name lgemma accepts: `catalogue`, `registered` or `hub-cache`."""
     from .catalogue import CATALOGUE
     from .paths import models_dir
 
-    names = list(CATALOGUE)
+    entries = [(name, "catalogue") for name in CATALOGUE]
     root = models_dir()
     if root.is_dir():
         for entry in sorted(root.iterdir()):
             if entry.is_dir() and not entry.name.startswith("."):
-                names.append(entry.name)
+                entries.append((entry.name, "registered"))
             elif entry.suffix == ".path":
-                names.append(entry.stem)
+                entries.append((entry.stem, "registered"))
     cache = _hub_cache()
     if cache.is_dir():
         for entry in sorted(cache.glob("models--*")):
-            names.append(entry.name[len("models--"):].replace("--", "/"))
-    return list(dict.fromkeys(names))
+            entries.append((entry.name[len("models--"):].replace("--", "/"), "hub-cache"))
+    return entries
+
+
+def model_names() -> list[str]:
+    """Catalogue names, lgemma's registered models and hub models in the cache."""
+    return list(dict.fromkeys(name for name, _ in model_entries()))
 
 
 def complete_model(incomplete: str) -> list[str]:

@@ -32,7 +32,10 @@ def _choice(*allowed: str) -> Callable[[str], str]:
 
 def _int_at_least(low: int) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
-        number = int(value)
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be an integer >= {low}") from None
         if number < low:
             raise ValueError(f"must be an integer >= {low}")
         return number
@@ -42,7 +45,10 @@ def _int_at_least(low: int) -> Callable[[Any], int]:
 
 def _float_range(low: float, high: float) -> Callable[[Any], float]:
     def parse(value: Any) -> float:
-        number = float(value)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a number in [{low}, {high}]") from None
         if not low <= number <= high:
             raise ValueError(f"must be a number in [{low}, {high}]")
         return number

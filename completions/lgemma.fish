@@ -1,0 +1,1 @@
+complete --command lgemma --no-files --arguments "(env _LGEMMA_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) lgemma)" --condition "env _LGEMMA_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) lgemma"

@@ -1,0 +1,101 @@
+"""`lgemma config show|set|unset|path`: the user's defaults file.
+
+Precedence: built-in < config file < `LGEMMA_*` environment < command-line flags.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Callable
+
+import typer
+
+config_app = typer.Typer(
+    help="Show and change defaults: built-in < config file < LGEMMA_* environment < flags.",
+    no_args_is_help=True,
+)
+
+
+def _guarded(func: Callable) -> Callable:
+    """cli.guarded, imported when the command runs (cli imports this module)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from ..cli import guarded
+
+        return guarded(func)(*args, **kwargs)
+
+    return wrapper
+
+
+def _complete_key(incomplete: str) -> list[str]:
+    from ..config import KEYS
+
+    return [k for k in KEYS if k.startswith(incomplete)]
+
+
+KeyArg = Annotated[str, typer.Argument(help="Config key (see `lgemma config show`).", autocompletion=_complete_key)]
+
+
+def _plain(value) -> str:
+    return "unset" if value is None else str(value)
+
+
+@config_app.command("show")
+@_guarded
+def show(
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object: path and every key with value and source.")] = False,
+) -> None:
+    """Print every key as `key = value  (source)` on stdout."""
+    from .. import config
+    from ..render import Output
+
+    values = config.effective()
+    out = Output()
+    if json_out:
+        out.json({
+            "path": str(config.config_file()),
+            "keys": {k: {"value": v, "source": src, "help": config.KEYS[k].help} for k, (v, src) in values.items()},
+        })
+        return
+    width = max(len(k) for k in values)
+    out.result("\n".join(f"{k:<{width}} = {_plain(v)}  ({src})" for k, (v, src) in values.items()))
+
+
+@config_app.command("set")
+@_guarded
+def set_(key: KeyArg, value: Annotated[str, typer.Argument(help="New value, checked before it is written.")]) -> None:
+    """Write KEY = VALUE to the config file."""
+    import os
+
+    from .. import config
+    from ..render import Output
+
+    path = config.write_value(key, value)
+    out = Output()
+    out.info(f"{key} = {_plain(config.read_file_values().get(key))} written to {path}")
+    env_name = f"LGEMMA_{key.upper()}"
+    if os.environ.get(env_name):
+        out.warn(f"{env_name} is set and takes precedence over the file")
+
+
+@config_app.command("unset")
+@_guarded
+def unset(key: KeyArg) -> None:
+    """Remove KEY from the config file (back to the built-in default)."""
+    from .. import config
+    from ..render import Output
+
+    had = key in config.read_file_values()
+    path = config.write_value(key, None)
+    Output().info(f"{key} removed from {path}" if had else f"{key} was not set in {path}")
+
+
+@config_app.command("path")
+@_guarded
+def path() -> None:
+    """Print the config file's path (it may not exist yet)."""
+    from .. import config
+    from ..render import Output
+
+    Output().result(str(config.config_file()))
