@@ -199,6 +199,8 @@ from .commands import config_cmd as _config  # noqa: E402
 app.add_typer(_config.config_app, name="config")
 from .commands import doctor as _doctor  # noqa: E402
 app.command("doctor")(guarded(_doctor.doctor))
+from .commands import eval as _eval  # noqa: E402
+app.command("eval")(guarded(_eval.eval_command))
 
 
 def main() -> None:

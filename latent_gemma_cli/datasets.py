@@ -1,0 +1,497 @@
+"""Readers for every data format lgemma trains or evaluates on, into one `Example` shape.
+
+Formats (`FORMATS`; `fmt="auto"` detects them from the content, not the file name):
+
+* `jsonl`: JSON Lines `{"question", "steps"?, "answer", "lang"?, "id"?}`, the training format
+  (method.md section 5).
+* `coconut`: a JSON list of `{"question", "steps", "answer", ...}` (ProsQA, GSM8k as shipped
+  by COCONUT). Extra keys are ignored; empty strings inside `steps` are dropped (the record is
+  kept), because GSM8k's iCoT files write `[""]` for solutions without a calculator step.
+* `instruction`: JSON Lines `{"instruction", "input", "output"}` (llm-japanese-dataset);
+  question = instruction, plus "\\n\\n" + input when input is not empty.
+* `pairs`: JSON Lines `{"id", "ja", "en"}` (small_parallel_enja) into translate examples,
+  `direction` "ja-en" (the default), "en-ja" or "both" (two examples per pair, for training).
+  That corpus is pre-tokenized (spaces between Japanese tokens; lower-case English with split
+  punctuation and contractions), so the reader applies `detokenize` to both sides: prompts and
+  references are natural text. Detokenized English also gets its first letter and the pronoun
+  "I" capitalised; other case (names) cannot be recovered and stays lower-case.
+* `jcommonsenseqa`: JSON Lines `{"q_id", "question", "choice0".., "label"}`: task "choice",
+  answer = the text of the right choice, label = its index.
+* `jsquad`: one SQuAD v1.1 object `{"data": [{"title", "paragraphs": [{"context", "qas"}]}]}`;
+  question = the context paragraph (its " [SEP] " turned into a line break) + "\\n\\n" +
+  question; answer = the first reference; `references` keeps them all.
+
+Bad records (invalid JSON, missing keys, wrong types, empty strings) become `Problem`s with
+file and line and are skipped, never dropped silently; `strict=True` raises `InputError` at the
+first one. A missing file, a directory or bytes that are not UTF-8 raise `InputError`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import InputError, UsageError
+
+FORMATS = ("jsonl", "coconut", "instruction", "pairs", "jcommonsenseqa", "jsquad")
+DIRECTIONS = ("ja-en", "en-ja", "both")
+TASKS = ("qa", "choice", "translate")
+
+
+@dataclass
+class Example:
+    """One row, whatever file it came from."""
+
+    question: str
+    answer: str
+    steps: list[str] = field(default_factory=list)
+    choices: list[str] | None = None  # multiple choice options
+    label: int | None = None  # index of the right choice
+    task: str = "qa"  # "qa" | "choice" | "translate"
+    source_lang: str | None = None  # translate: "ja" / "en"
+    target_lang: str | None = None
+    id: str | None = None
+    lang: str | None = None
+    # Every acceptable answer when the data has several (JSQuAD); `answer` is the first.
+    references: list[str] | None = None
+
+
+@dataclass
+class Problem:
+    """A record that was skipped, and why."""
+
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else self.path
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class Dataset:
+    examples: list[Example]
+    problems: list[Problem]
+    path: str
+    format: str
+    sha256: str  # of the file bytes
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+# --- text helpers -------------------------------------------------------------------------
+
+JA_CHARS = (
+    r"\u3000-\u303f\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    r"\uf900-\ufaff\uff00-\uffef"
+)
+_JA_SPACE = re.compile(rf"(?<=[{JA_CHARS}])\s+|\s+(?=[{JA_CHARS}])")
+_EN_ATTACH = {"n't", "'s", "'m", "'re", "'ve", "'ll", "'d", "'t", "'clock"}
+_EN_PUNCT = set(".,!?;:%)]}")
+_EN_QUOTES = {"''", "``", '"'}
+
+
+def detokenize(text: str, lang: str) -> str:
+    """Natural text from pre-tokenized text (small_parallel_enja's KyTea / Stanford tokens).
+
+    Japanese: spaces next to a Japanese (or full-width) character are removed; spaces between
+    two Latin words stay. English: punctuation and contractions are rejoined ("i 'm" -> "I'm",
+    "don 't" and "do n't" -> "don't", " ." -> "."), the `''` quote pairs become `"`, and the
+    first letter and the pronoun "i" are capitalised.
+    """
+    text = " ".join(text.split())
+    if lang == "ja":
+        return _JA_SPACE.sub("", text)
+    if lang != "en":
+        return text
+
+    out: list[str] = []
+    glue = True  # no space before the next token (start of text, after an opening quote or bracket)
+    quote_open = False
+    capital = True  # the next word starts a sentence
+    for tok in text.split():
+        if tok in _EN_QUOTES:
+            if quote_open:
+                out.append('"')
+            else:
+                out.append('"' if glue else ' "')
+                glue = True
+            quote_open = not quote_open
+            continue
+        attach = glue or tok in _EN_ATTACH or all(c in _EN_PUNCT for c in tok)
+        if tok == "i":
+            tok = "I"
+        elif capital and tok[:1].isalpha():
+            tok = tok[:1].upper() + tok[1:]
+        if tok[:1].isalpha():
+            capital = False
+        if tok in (".", "!", "?"):
+            capital = True
+        out.append(tok if attach else " " + tok)
+        glue = tok in ("(", "[", "{", "$")
+    return "".join(out)
+
+
+def normalize_text(text: str) -> str:
+    """NFKC, case-folded, whitespace collapsed: the form row fingerprints are taken of."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def row_fingerprint(example: Example) -> str:
+    """Stable sha1 hex of the normalised question + "\\n" + answer (to find training rows in eval data)."""
+    key = normalize_text(example.question) + "\n" + normalize_text(example.answer)
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()
+
+
+def split_name(path: str | Path) -> str | None:
+    """The split a file name suggests (train / dev / valid / test), or None."""
+    stem = Path(path).name.lower()
+    for name, words in (("train", ("train",)), ("valid", ("valid", "validation", "val")), ("dev", ("dev",)), ("test", ("test",))):
+        if any(re.search(rf"(^|[^a-z]){w}([^a-z]|$)", stem) for w in words):
+            return name
+    return None
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+class _BadRecord(Exception):
+    pass
+
+
+class _Collector:
+    """Gathers examples and problems; raises at the first problem in strict mode."""
+
+    def __init__(self, path: str, strict: bool, limit: int | None):
+        self.path = path
+        self.strict = strict
+        self.limit = limit
+        self.examples: list[Example] = []
+        self.problems: list[Problem] = []
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and len(self.examples) >= self.limit
+
+    def add(self, examples: list[Example]) -> None:
+        for ex in examples:
+            if self.full:
+                return
+            self.examples.append(ex)
+
+    def problem(self, line: int | None, message: str) -> None:
+        if self.strict:
+            where = f"{self.path}, line {line}" if line is not None else self.path
+            raise InputError(f"{where}: {message}", hint="fix the record, or run without --strict to skip bad records")
+        self.problems.append(Problem(self.path, line, message))
+
+
+def _text(record: dict, key: str, required: bool = True, allow_empty: bool = False) -> str | None:
+    if key not in record or record[key] is None:
+        if required:
+            raise _BadRecord(f"missing key {key!r}")
+        return None
+    value = record[key]
+    if not isinstance(value, str):
+        raise _BadRecord(f"{key!r} must be a string, not {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise _BadRecord(f"{key!r} is empty")
+    return value
+
+
+def _ident(record: dict, key: str) -> str | None:
+    value = record.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _BadRecord(f"{key!r} must be a string or an integer")
+    return str(value)
+
+
+def _steps(record: dict) -> list[str]:
+    steps = record.get("steps")
+    if steps is None:
+        return []
+    if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+        raise _BadRecord("'steps' must be a list of strings")
+    # Empty steps are dropped, the record kept: GSM8k's iCoT test file has 18 rows with steps [""]
+    # (problems whose solution has no calculator annotation); skipping them would break comparison.
+    return [s.strip() for s in steps if s.strip()]
+
+
+def _from_qa(record: dict) -> list[Example]:
+    lang = _text(record, "lang", required=False)
+    return [
+        Example(
+            question=_text(record, "question").strip(),
+            answer=_text(record, "answer").strip(),
+            steps=_steps(record),
+            id=_ident(record, "id"),
+            lang=lang.strip() if lang else None,
+        )
+    ]
+
+
+def _from_instruction(record: dict) -> list[Example]:
+    instruction = _text(record, "instruction").strip()
+    extra = (_text(record, "input", required=False, allow_empty=True) or "").strip()
+    return [
+        Example(
+            question=f"{instruction}\n\n{extra}" if extra else instruction,
+            answer=_text(record, "output").strip(),
+            id=_ident(record, "id"),
+        )
+    ]
+
+
+def _pair_reader(direction: str):
+    if direction not in DIRECTIONS:
+        raise UsageError(f"unknown direction {direction!r}", hint=f"use one of: {', '.join(DIRECTIONS)}")
+    wanted = [("ja", "en"), ("en", "ja")] if direction == "both" else [tuple(direction.split("-"))]
+
+    def read(record: dict) -> list[Example]:
+        text = {lang: detokenize(_text(record, lang), lang) for lang in ("ja", "en")}
+        ident = _ident(record, "id")
+        out = []
+        for src, tgt in wanted:
+            out.append(
+                Example(
+                    question=text[src],
+                    answer=text[tgt],
+                    task="translate",
+                    source_lang=src,
+                    target_lang=tgt,
+                    id=ident if direction != "both" or ident is None else f"{ident}:{src}-{tgt}",
+                    lang=src,
+                )
+            )
+        return out
+
+    return read
+
+
+def _from_jcommonsenseqa(record: dict) -> list[Example]:
+    choices = []
+    while f"choice{len(choices)}" in record:
+        choices.append(_text(record, f"choice{len(choices)}").strip())
+    if len(choices) < 2:
+        raise _BadRecord("needs at least choice0 and choice1")
+    label = record.get("label")
+    if isinstance(label, bool) or not isinstance(label, int):
+        raise _BadRecord("'label' must be an integer" if "label" in record else "missing key 'label'")
+    if not 0 <= label < len(choices):
+        raise _BadRecord(f"'label' {label} is not the index of one of the {len(choices)} choices")
+    return [
+        Example(
+            question=_text(record, "question").strip(),
+            answer=choices[label],
+            choices=choices,
+            label=label,
+            task="choice",
+            id=_ident(record, "q_id"),
+            lang="ja",
+        )
+    ]
+
+
+_LINE_READERS = {"jsonl": _from_qa, "instruction": _from_instruction, "jcommonsenseqa": _from_jcommonsenseqa}
+
+
+def _json_lines(text: str) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            yield number, line
+
+
+def _read_lines(text: str, reader, out: _Collector) -> None:
+    for number, line in _json_lines(text):
+        if out.full:
+            return
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            out.problem(number, f"invalid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        if not isinstance(record, dict):
+            out.problem(number, f"expected a JSON object, got {type(record).__name__}")
+            continue
+        try:
+            out.add(reader(record))
+        except _BadRecord as exc:
+            out.problem(number, str(exc))
+
+
+def _line_of(newlines: list[int], offset: int) -> int:
+    return bisect.bisect_left(newlines, offset) + 1
+
+
+def _iter_json_list(text: str, path: str) -> Iterator[tuple[int, Any]]:
+    """Elements of a top-level JSON list with the offset where each starts (for line numbers)."""
+    decoder = json.JSONDecoder()
+    ws = re.compile(r"\s*")
+    pos = ws.match(text, 0).end()
+    if text[pos : pos + 1] != "[":
+        raise InputError(f"{path}: expected a JSON list")
+    pos = ws.match(text, pos + 1).end()
+    if text[pos : pos + 1] == "]":
+        return
+    while True:
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}, line {exc.lineno}: invalid JSON: {exc.msg}") from None
+        yield pos, value
+        pos = ws.match(text, end).end()
+        sep = text[pos : pos + 1]
+        if sep == "]":
+            return
+        if sep != ",":
+            line = text.count("\n", 0, pos) + 1
+            raise InputError(f"{path}, line {line}: invalid JSON: expected ',' or ']'")
+        pos = ws.match(text, pos + 1).end()
+
+
+def _read_coconut(text: str, out: _Collector) -> None:
+    newlines = [m.start() for m in re.finditer("\n", text)]
+    for index, (offset, record) in enumerate(_iter_json_list(text, out.path)):
+        if out.full:
+            return
+        line = _line_of(newlines, offset)
+        if not isinstance(record, dict):
+            out.problem(line, f"record {index}: expected a JSON object, got {type(record).__name__}")
+            continue
+        try:
+            out.add(_from_qa(record))
+        except _BadRecord as exc:
+            out.problem(line, f"record {index}: {exc}")
+
+
+def _read_jsquad(data: Any, out: _Collector) -> None:
+    articles = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(articles, list):
+        raise InputError(f"{out.path}: expected a SQuAD object with a 'data' list")
+    for a, article in enumerate(articles):
+        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list):
+            out.problem(None, f"data[{a}]: missing 'paragraphs' list")
+            continue
+        for p, para in enumerate(paragraphs):
+            where = f"data[{a}].paragraphs[{p}]"
+            context = para.get("context") if isinstance(para, dict) else None
+            qas = para.get("qas") if isinstance(para, dict) else None
+            if not isinstance(context, str) or not context.strip() or not isinstance(qas, list):
+                out.problem(None, f"{where}: needs a non-empty 'context' string and a 'qas' list")
+                continue
+            context = context.replace(" [SEP] ", "\n").strip()
+            for q, qa in enumerate(qas):
+                if out.full:
+                    return
+                try:
+                    if not isinstance(qa, dict):
+                        raise _BadRecord("expected a JSON object")
+                    question = _text(qa, "question").strip()
+                    answers = qa.get("answers")
+                    if not isinstance(answers, list) or not answers:
+                        raise _BadRecord("'answers' must be a non-empty list")
+                    refs = []
+                    for ans in answers:
+                        if not isinstance(ans, dict):
+                            raise _BadRecord("each answer must be an object with 'text'")
+                        refs.append(_text(ans, "text").strip())
+                    out.add([Example(question=f"{context}\n\n{question}", answer=refs[0], id=_ident(qa, "id"), lang="ja", references=refs)])
+                except _BadRecord as exc:
+                    out.problem(None, f"{where}.qas[{q}]: {exc}")
+
+
+def _load_text(path: Path) -> tuple[bytes, str]:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not a data file")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})") from exc
+    if not text.strip():
+        raise InputError(f"{path}: the file is empty")
+    return raw, text
+
+
+def detect_format(text: str, path: str = "<data>") -> str:
+    """Which of FORMATS `text` holds: a JSON list, a SQuAD object, or JSON Lines by its first record's keys."""
+    head = text.lstrip()
+    if head.startswith("["):
+        return "coconut"
+    first = next(_json_lines(text), None)
+    record: Any = None
+    if first is not None:
+        try:
+            record = json.loads(first[1])
+        except json.JSONDecodeError:
+            record = None
+    if record is None and head.startswith("{"):
+        try:  # a pretty-printed single object, such as a SQuAD file
+            record = json.loads(text)
+        except json.JSONDecodeError:
+            pass
+    if not isinstance(record, dict):
+        raise InputError(f"{path}: cannot tell the format: the first record is not a JSON object", hint=f"pass --format, one of: {', '.join(FORMATS)}")
+    keys = set(record)
+    if "data" in keys and isinstance(record["data"], list):
+        return "jsquad"
+    if {"ja", "en"} <= keys:
+        return "pairs"
+    if {"instruction", "output"} <= keys:
+        return "instruction"
+    if "choice0" in keys and "label" in keys:
+        return "jcommonsenseqa"
+    if {"question", "answer"} <= keys:
+        return "jsonl"
+    raise InputError(
+        f"{path}: cannot tell the format from the keys of the first record ({', '.join(sorted(keys)) or 'none'})",
+        hint=f"pass --format, one of: {', '.join(FORMATS)}",
+    )
+
+
+def read_dataset(
+    path: str | Path,
+    fmt: str = "auto",
+    direction: str | None = None,
+    strict: bool = False,
+    limit: int | None = None,
+) -> Dataset:
+    """Read a data file into examples (at most `limit`), reporting the records it skipped."""
+    p = Path(path).expanduser()
+    if fmt != "auto" and fmt not in FORMATS:
+        raise UsageError(f"unknown data format {fmt!r}", hint=f"use auto or one of: {', '.join(FORMATS)}")
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be at least 1")
+    raw, text = _load_text(p)
+    sha = hashlib.sha256(raw).hexdigest()
+    fmt = detect_format(text, str(p)) if fmt == "auto" else fmt
+    out = _Collector(str(p), strict, limit)
+    if fmt == "coconut":
+        _read_coconut(text, out)
+    elif fmt == "jsquad":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{p}, line {exc.lineno}: invalid JSON: {exc.msg}") from None
+        _read_jsquad(data, out)
+    elif fmt == "pairs":
+        _read_lines(text, _pair_reader(direction or "ja-en"), out)
+    else:
+        _read_lines(text, _LINE_READERS[fmt], out)
+    return Dataset(examples=out.examples, problems=out.problems, path=str(p), format=fmt, sha256=sha)
