@@ -52,6 +52,8 @@ class Settings:
     seed: int | None = None
     # Nucleus of the next-token distribution mixed into a soft thought.
     soft_top_p: float = 0.95
+    # Extra tokens that end an answer, e.g. the newline after a base model's few-shot answer.
+    stop_ids: tuple[int, ...] = ()
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -416,7 +418,7 @@ def generate_batch(
     generator = None
     if settings.seed is not None:
         generator = torch.Generator(device=runner.device).manual_seed(settings.seed)
-    eos_ids = eos_token_ids(model, tokenizer)
+    eos_ids = eos_token_ids(model, tokenizer) | set(settings.stop_ids)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     with torch.inference_mode():
         prefix = run_prefix_batch(runner, prompts, settings.mode, n, marker_ids, feedback, settings.soft_top_p, pad_id)

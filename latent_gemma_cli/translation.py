@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterator
 
 from .chunking import Segment, join_chunks, segment_document
@@ -44,6 +44,19 @@ def translation_prompt_ids(tokenizer: Any, text: str, source: str, target: str) 
     if has_chat_template(tokenizer):
         return prompt_ids(tokenizer, text, system=instruction(source, target))
     return prompt_ids(tokenizer, few_shot_prompt(text, source, target), use_chat_template=False)
+
+
+def stop_ids(tokenizer: Any) -> tuple[int, ...]:
+    """Tokens that end a base model's few-shot answer (a newline starts the next turn); none for
+    chat models, which end their turn themselves."""
+    if has_chat_template(tokenizer):
+        return ()
+    ids = []
+    for text in ("\n", "\n\n"):
+        encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(encoded) == 1:
+            ids.append(int(encoded[0]))
+    return tuple(dict.fromkeys(ids))
 
 
 def clean_translation(text: str, tokenizer: Any, source_lines: int = 1) -> str:
@@ -167,6 +180,7 @@ def translate_segments(
     from . import engine
 
     runner = runner or engine.LatentRunner(loaded.model)
+    settings = replace(settings, stop_ids=tuple(settings.stop_ids) + stop_ids(loaded.tokenizer))
     work = [(index, c, chunk) for index, seg in enumerate(segments) for c, chunk in enumerate(seg.chunks)]
     done: dict[int, list[ChunkResult]] = {}
     emitted = 0

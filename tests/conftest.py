@@ -7,6 +7,7 @@ the same code path a user's model takes. Tests never touch a hub.
 from __future__ import annotations
 
 import os
+import string
 from pathlib import Path
 
 import pytest
@@ -58,9 +59,11 @@ def build_tokenizer(chat_template: bool = True):
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS, max_token_length=3, show_progress=False)
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never")
+    tok.decoder = decoders.Metaspace(prepend_scheme="never")
+    # Every printable ASCII character (newline included) is in the vocabulary, as in real tokenizers.
+    alphabet = [c for c in string.printable if c not in " \t\r\x0b\x0c"]
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=SPECIALS, max_token_length=3, initial_alphabet=alphabet, show_progress=False)
     tok.train_from_iterator(SENTENCES * 4, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
     fast = PreTrainedTokenizerFast(

@@ -180,3 +180,20 @@ def test_batches_give_what_one_chunk_at_a_time_gives(tiny_gemma2):
     single = list(translate_segments(loaded, segments, "ja", "en", settings, batch_size=1))
     assert [line.text for line in batched] == [line.text for line in single]
     assert [line.index for line in batched] == list(range(len(segments)))
+
+
+def test_base_model_translation_stops_at_newline(tiny_base):
+    from latent_gemma_cli import engine
+    from latent_gemma_cli.loading import load_model
+    from latent_gemma_cli.translation import stop_ids, translation_prompt_ids
+
+    loaded = load_model(str(tiny_base))
+    stops = stop_ids(loaded.tokenizer)
+    newline = loaded.tokenizer("\n", add_special_tokens=False)["input_ids"]
+    assert len(newline) == 1 and newline[0] in stops
+    ids = translation_prompt_ids(loaded.tokenizer, "猫は寝ています。", "ja", "en")
+    assert ids[0] == loaded.tokenizer.bos_token_id and "English:" in loaded.tokenizer.decode(ids)
+    # Whatever token the model would pick first, declaring it a stop token ends the answer there.
+    first = engine.generate(loaded.model, loaded.tokenizer, ids, engine.Settings(mode="off", max_new_tokens=5)).paths[0].token_ids[0]
+    gen = engine.generate(loaded.model, loaded.tokenizer, ids, engine.Settings(mode="off", max_new_tokens=5, stop_ids=(first,)))
+    assert gen.paths[0].token_ids == [first] and gen.paths[0].finished
