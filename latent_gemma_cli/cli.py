@@ -201,6 +201,8 @@ from .commands import doctor as _doctor  # noqa: E402
 app.command("doctor")(guarded(_doctor.doctor))
 from .commands import eval as _eval  # noqa: E402
 app.command("eval")(guarded(_eval.eval_command))
+from .commands import train as _train  # noqa: E402
+app.command("train", help=_train.TRAIN_HELP)(guarded(_train.train))
 
 
 def main() -> None:

@@ -1,0 +1,169 @@
+"""The COCONUT stage schedule and the token sequences it produces (method.md section 5).
+
+Stages, with N = max stage and c = thoughts per step:
+
+* stage 0 ("language"): no markers, no thoughts; the full chain of thought as text:
+  ``[prompt] format_target(steps, answer) <eos>``. Its validation decodes in `off` mode, which
+  sees exactly this layout (no empty ``<bot><eot>`` pair is trained or inferred).
+* stage s in 1..N ("latent"): the first s steps are replaced by s * c thought positions:
+  ``[prompt] <bot> [s*c thoughts] <eot> format_target(steps[s:], answer) <eos>``.
+  An example with fewer than s steps (or none) still gets s * c thoughts; there is simply
+  nothing left to remove (the paper does the same).
+* stage N + 1 ("final"): every step removed, thoughts stay at N * c. This is the layout that
+  `lgemma ask --mode coconut` runs with the saved `num_thoughts = N * c`.
+
+The paper's optional "paths" refinement stage is not implemented: confidence comes from
+CoT-decoding at inference (method.md section 3) on the model this curriculum trains.
+
+Stage mixing (the paper's "mix data from other stages"): with probability `mix_prob` an
+example is trained at a stage drawn uniformly from the other stages reached so far
+(0..current), decided by a generator seeded from (seed, stage, step, example index), so a
+resumed run draws the same stages.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..answers import format_target
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    """How many stages, thoughts and how long each stage trains."""
+
+    max_stage: int = 3
+    thoughts_per_step: int = 1
+    epochs_per_stage: int = 3
+    # Replaces epochs when set: optimizer steps per stage (handy for smoke runs).
+    steps_per_stage: int | None = None
+    # Epochs (or steps, with steps_per_stage) of the final all-latent stage N + 1; 0 skips it.
+    final_epochs: int | None = None
+    mix_prob: float = 0.0
+
+    def validate(self) -> None:
+        if self.max_stage < 0:
+            raise ValueError("max stage must be 0 or more")
+        if self.thoughts_per_step < 1:
+            raise ValueError("thoughts per step must be 1 or more")
+        if self.epochs_per_stage < 1 and not self.steps_per_stage:
+            raise ValueError("epochs per stage must be 1 or more")
+        if not 0.0 <= self.mix_prob < 1.0:
+            raise ValueError("stage mixing probability must be in [0, 1)")
+
+    @property
+    def final_stage(self) -> int:
+        return self.max_stage + 1
+
+    def stages(self) -> list[int]:
+        """Stages in training order: 0..N, then N + 1 unless its length is 0."""
+        final = self.epochs_per_stage if self.final_epochs is None else self.final_epochs
+        return list(range(self.max_stage + 1)) + ([self.final_stage] if final > 0 else [])
+
+    def stage_length(self, stage: int) -> int:
+        """Epochs (or steps, with steps_per_stage) of a stage."""
+        if stage == self.final_stage and self.final_epochs is not None:
+            return self.final_epochs
+        return self.steps_per_stage or self.epochs_per_stage
+
+    @property
+    def inference_thoughts(self) -> int:
+        return self.max_stage * self.thoughts_per_step
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """What one example looks like at one stage."""
+
+    stage: int
+    removed: int  # steps replaced by thoughts
+    num_thoughts: int
+    markers: bool
+    remaining: tuple[str, ...]
+
+
+def plan(steps: list[str], stage: int, curriculum: Curriculum) -> StagePlan:
+    """Which steps a stage removes and how many thoughts replace them (the first ones, never the last)."""
+    if stage == 0:
+        return StagePlan(0, 0, 0, False, tuple(steps))
+    s = min(stage, curriculum.max_stage)
+    removed = len(steps) if stage > curriculum.max_stage else min(s, len(steps))
+    return StagePlan(stage, removed, s * curriculum.thoughts_per_step, True, tuple(steps[removed:]))
+
+
+def mixed_stage(stage: int, seed: int, step: int, index: int, curriculum: Curriculum) -> int:
+    """The stage an example trains at: `stage`, or with probability mix_prob another stage <= it."""
+    if curriculum.mix_prob <= 0 or stage == 0:
+        return stage
+    rng = random.Random(f"{seed}:{stage}:{step}:{index}")
+    if rng.random() >= curriculum.mix_prob:
+        return stage
+    return rng.choice([s for s in range(stage + 1) if s != stage])
+
+
+@dataclass
+class TrainSequence:
+    """One training example laid out for the forward.
+
+    `prompt` ends with <bot> when `markers`; `tail` starts with <eot> when `markers` and ends with
+    <eos>. `tail_labels[i]` is the label of `tail[i]` (IGNORE for <eot>).
+    """
+
+    prompt: list[int]
+    num_thoughts: int
+    tail: list[int]
+    tail_labels: list[int]
+    markers: bool
+    stage: int
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + self.num_thoughts + len(self.tail)
+
+    @property
+    def target_tokens(self) -> int:
+        return sum(1 for t in self.tail_labels if t != IGNORE)
+
+    def full_labels(self) -> list[int]:
+        """Labels over the whole sequence (prompt, <bot>, thoughts, <eot>, target): IGNORE except the target."""
+        return [IGNORE] * (len(self.prompt) + self.num_thoughts) + list(self.tail_labels)
+
+    def key(self) -> tuple[int, bool]:
+        """Sequences with the same key run in one padded batch."""
+        return (self.num_thoughts, self.markers)
+
+
+def build_sequence(
+    prompt_ids: list[int],
+    steps: list[str],
+    answer: str,
+    stage: int,
+    curriculum: Curriculum,
+    tokenizer: Any,
+    marker_ids: tuple[int, int],
+    max_length: int | None = None,
+) -> TrainSequence:
+    """Token layout of an example at a stage; the target is truncated (never the prompt) past max_length."""
+    p = plan(steps, stage, curriculum)
+    target = list(tokenizer(format_target(list(p.remaining), answer), add_special_tokens=False)["input_ids"])
+    target.append(int(tokenizer.eos_token_id))
+    if p.markers:
+        prompt = list(prompt_ids) + [marker_ids[0]]
+        tail = [marker_ids[1]] + target
+        labels = [IGNORE] + target
+    else:
+        prompt, tail, labels = list(prompt_ids), target, list(target)
+    seq = TrainSequence(prompt, p.num_thoughts, tail, labels, p.markers, stage)
+    if max_length is not None and seq.length > max_length:
+        keep = max_length - len(prompt) - p.num_thoughts
+        if keep < (3 if p.markers else 2):
+            raise ValueError(f"prompt of {len(prompt)} tokens plus {p.num_thoughts} thoughts leaves no room for a target within --max-length {max_length}")
+        seq.tail, seq.tail_labels = tail[:keep], labels[:keep]
+    return seq

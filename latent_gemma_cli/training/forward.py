@@ -1,0 +1,168 @@
+"""The n + 1-pass training loss: thoughts on a KV cache, gradients through every thought.
+
+For a batch of sequences with n >= 1 thoughts (same n; `batch_loss` groups by n):
+
+* pass 0: prompt + <bot>, **left-padded** so every row's <bot> is the last column; an
+  attention mask hides the padding and explicit position ids restart at 0 on each row's first
+  real token, so a padded row computes exactly what it computes alone (tested);
+* passes 1..n-1: one thought position each, fed the previous pass's final hidden state (after
+  the final norm) through the engine's feedback transform (`identity`: unscaled, as
+  `inputs_embeds`; transformers 5 applies Gemma's scale inside the embedding module, so the
+  first decoder layer sees the hidden state as is -- the engine's invariant);
+* pass n: the last thought, <eot> and the target tokens (right-padded) with logits.
+
+No tensor that needs grad is detached or edited in place: the cache concatenates new
+keys/values, so the loss back-propagates through every thought into the prompt.
+
+Stage 0 (no markers, no thoughts) is one right-padded pass over prompt + target.
+
+The loss is the sum of token cross-entropies over target tokens (remaining steps, answer,
+<eos>) plus the count, so callers can average over all target tokens of a batch regardless of
+padding or grouping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from ..engine import LatentRunner
+from .curriculum import IGNORE, TrainSequence
+
+
+@dataclass
+class LossSum:
+    total: torch.Tensor  # summed cross-entropy (float32, scalar)
+    tokens: int
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def language_loss(runner: LatentRunner, seqs: list[TrainSequence], pad_id: int) -> LossSum:
+    """Stage-0 loss: prompt + target in one right-padded pass."""
+    dev = runner.device
+    rows = [s.prompt + s.tail for s in seqs]
+    labels = [[IGNORE] * len(s.prompt) + s.tail_labels for s in seqs]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], device=dev)
+    lab = torch.tensor([r + [IGNORE] * (width - len(r)) for r in labels], device=dev)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=dev)
+    # Logits only from the shortest prompt's last token on: the LM head over a large vocabulary
+    # (262k for Gemma 3) on every prompt position would dominate the step for nothing.
+    keep = width - min(len(s.prompt) for s in seqs) + 1
+    logits = runner.model(inputs_embeds=runner.embed(ids), attention_mask=mask, position_ids=_positions(mask), use_cache=False, logits_to_keep=keep).logits
+    targets = lab[:, width - keep + 1 :]
+    total = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum")
+    return LossSum(total, int((targets != IGNORE).sum()))
+
+
+def latent_loss(
+    runner: LatentRunner,
+    seqs: list[TrainSequence],
+    pad_id: int,
+    feedback: str = "identity",
+    detach_feedback: bool = False,
+    prompt_embeds: torch.Tensor | None = None,
+) -> LossSum:
+    """Loss of sequences that share the thought count n >= 1 (see the module docstring).
+
+    `detach_feedback` cuts the gradient through the thoughts (for tests only);
+    `prompt_embeds` replaces the embedded, left-padded prompt (tests take its gradient).
+    """
+    n = seqs[0].num_thoughts
+    assert n >= 1 and all(s.num_thoughts == n and s.markers for s in seqs)
+    dev = runner.device
+    width = max(len(s.prompt) for s in seqs)
+    ids = torch.tensor([[pad_id] * (width - len(s.prompt)) + s.prompt for s in seqs], device=dev)
+    mask = torch.tensor([[0] * (width - len(s.prompt)) + [1] * len(s.prompt) for s in seqs], device=dev)
+    cache = runner.new_cache()
+    embeds = runner.embed(ids) if prompt_embeds is None else prompt_embeds
+    hidden = _hidden(runner, embeds, mask, _positions(mask), cache)
+    batch = len(seqs)
+    ones = torch.ones(batch, 1, dtype=mask.dtype, device=dev)
+    for _ in range(n - 1):
+        vec = _feed(runner, hidden, feedback, detach_feedback)
+        mask = torch.cat([mask, ones], dim=1)
+        hidden = _hidden(runner, vec[:, None, :], mask, _positions(mask)[:, -1:], cache)
+    last = _feed(runner, hidden, feedback, detach_feedback)
+    tail_width = max(len(s.tail) for s in seqs)
+    tail = torch.tensor([s.tail + [pad_id] * (tail_width - len(s.tail)) for s in seqs], device=dev)
+    labels = torch.tensor([s.tail_labels + [IGNORE] * (tail_width - len(s.tail)) for s in seqs], device=dev)
+    tail_mask = torch.tensor([[1] * len(s.tail) + [0] * (tail_width - len(s.tail)) for s in seqs], device=dev)
+    inputs = torch.cat([last[:, None, :], runner.embed(tail)], dim=1)
+    mask = torch.cat([mask, ones, tail_mask], dim=1)
+    positions = _positions(mask)[:, -(tail_width + 1):]
+    out = runner.model(inputs_embeds=inputs, attention_mask=mask, position_ids=positions, use_cache=True, **{runner.cache_kw: cache})
+    # logits[:, j] predicts tail[:, j]: position 0 is the last thought (predicting <eot>, ignored).
+    logits = out.logits[:, :tail_width].float()
+    total = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
+    return LossSum(total, int((labels != IGNORE).sum()))
+
+
+def _feed(runner: LatentRunner, hidden: torch.Tensor, feedback: str, detach: bool) -> torch.Tensor:
+    vec = runner.feedback(hidden, feedback)
+    return vec.detach() if detach else vec
+
+
+def _hidden(runner: LatentRunner, embeds, mask, positions, cache) -> torch.Tensor:
+    out = runner.backbone(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **{runner.cache_kw: cache})
+    return out.last_hidden_state[:, -1, :]
+
+
+def batch_loss(runner: LatentRunner, seqs: list[TrainSequence], pad_id: int, feedback: str = "identity") -> LossSum:
+    """Summed target-token loss of a batch, one padded forward per thought count."""
+    groups: dict[tuple[int, bool], list[TrainSequence]] = {}
+    for s in seqs:
+        groups.setdefault(s.key(), []).append(s)
+    total, tokens = None, 0
+    for (n, markers), group in sorted(groups.items()):
+        part = latent_loss(runner, group, pad_id, feedback) if markers else language_loss(runner, group, pad_id)
+        total = part.total if total is None else total + part.total
+        tokens += part.tokens
+    return LossSum(total, tokens)
+
+
+class LatentLossModule(torch.nn.Module):
+    """The whole n + 1-pass loss as one module call, so DDP sees one forward per backward."""
+
+    def __init__(self, model: torch.nn.Module, hf_model: torch.nn.Module, pad_id: int, feedback: str = "identity"):
+        super().__init__()
+        self.model = model  # what holds the trainable parameters (a PeftModel with LoRA)
+        self.pad_id = pad_id
+        self.feedback = feedback
+        self._runner = [LatentRunner(hf_model)]  # a list keeps it out of the module tree
+
+    def forward(self, seqs: list[TrainSequence]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = batch_loss(self._runner[0], seqs, self.pad_id, self.feedback)
+        return out.total, torch.tensor(out.tokens, device=out.total.device)
+
+
+def enable_mlp_checkpointing(hf_model: torch.nn.Module) -> int:
+    """Recompute every decoder layer's MLP in the backward pass; returns how many were wrapped.
+
+    transformers' own gradient checkpointing drops the KV cache inside checkpointed layers (a
+    replay would write the cache twice), which the thought passes depend on. The MLP holds the
+    largest activations and touches no cache, so it is what we checkpoint; attention is kept.
+    """
+    count = 0
+    for module in hf_model.modules():
+        mlp = getattr(module, "mlp", None)
+        if mlp is None or getattr(mlp, "_lgemma_checkpointed", False) or not hasattr(module, "self_attn"):
+            continue
+        inner = mlp.forward
+
+        def wrapped(x, _inner=inner):
+            if torch.is_grad_enabled() and x.requires_grad:
+                return checkpoint(_inner, x, use_reentrant=False)
+            return _inner(x)
+
+        mlp.forward = wrapped
+        mlp._lgemma_checkpointed = True
+        count += 1
+    return count
+

@@ -1,0 +1,72 @@
+"""The trained model directory: a normal Hugging Face checkpoint plus lgemma's two JSON files.
+
+* weights (`save_pretrained`, safetensors; LoRA merged in), config, generation config, tokenizer;
+* `lgemma_latent.json`: the LatentSpec (markers as strings, c, N * c thoughts, `identity`
+  feedback, base model, curriculum and training settings, training data sha256);
+* `train_fingerprints.json`: the training rows' fingerprints, so evaluation can warn about
+  evaluating on training rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+FINGERPRINTS_FILE = "train_fingerprints.json"
+
+
+def latent_spec(trainer: Any):
+    from ..latent_spec import LatentSpec
+
+    cfg = trainer.config
+    cur = cfg.curriculum
+    curriculum = cur.to_dict() | {
+        "stages": cur.stages(),
+        "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "batch_size": cfg.batch_size,
+        "grad_accum": cfg.grad_accum,
+        "processes": trainer.world,
+        "max_length": cfg.max_length,
+        "seed": cfg.seed,
+        "lora": asdict(cfg.lora) if cfg.lora is not None else None,
+        "stage0_layout": "no markers: [prompt] steps ### answer <eos>",
+        "paths_stage": "not trained",
+        "train_rows": len(trainer.data),
+    }
+    return LatentSpec(
+        bot=trainer.markers[0],
+        eot=trainer.markers[1],
+        thoughts_per_step=cur.thoughts_per_step,
+        num_thoughts=cur.inference_thoughts,
+        mode="coconut",
+        feedback="identity",
+        base_model=cfg.model,
+        curriculum=curriculum,
+        training_data_sha256=trainer.data.sha256,
+    )
+
+
+def fingerprints(trainer: Any) -> dict:
+    from ..datasets import row_fingerprint
+
+    return {"data_sha256": trainer.data.sha256, "data_path": str(trainer.data.path), "rows": [row_fingerprint(e) for e in trainer.data.examples]}
+
+
+def save_final(trainer: Any) -> Path:
+    """Write the final directory (main process only). Merges LoRA into the weights in place."""
+    import torch
+
+    from .prepare import final_model
+
+    out = Path(trainer.out)
+    model = final_model(trainer.model)
+    if trainer.config.save_dtype != "float32":
+        model = model.to(getattr(torch, trainer.config.save_dtype))
+    model.save_pretrained(out, safe_serialization=True)
+    trainer.tokenizer.save_pretrained(out)
+    latent_spec(trainer).save(out)
+    (out / FINGERPRINTS_FILE).write_text(json.dumps(fingerprints(trainer), ensure_ascii=False) + "\n", encoding="utf-8")
+    return out

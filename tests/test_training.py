@@ -1,0 +1,387 @@
+"""`lgemma train`: curriculum layout, the n+1-pass loss against a naive recompute, resume, CLI, launch.
+
+Tolerances (float32): mean token loss within 1e-5, gradients within 1e-4 of the naive
+implementation (max abs difference, relative to the largest gradient when that exceeds 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from latent_gemma_cli.answers import format_target
+from latent_gemma_cli.cli import app
+from latent_gemma_cli.datasets import Dataset, Example
+from latent_gemma_cli.engine import LatentRunner
+from latent_gemma_cli.latent_spec import LatentSpec
+from latent_gemma_cli.loading import load_model
+from latent_gemma_cli.prompting import prompt_ids
+from latent_gemma_cli.training import curriculum as cur
+from latent_gemma_cli.training.curriculum import IGNORE, Curriculum, build_sequence, plan
+from latent_gemma_cli.training.forward import batch_loss, enable_mlp_checkpointing, latent_loss
+from latent_gemma_cli.training.prepare import LoraSettings, apply_lora, final_model
+from latent_gemma_cli.training.trainer import TrainConfig, Trainer
+
+STEPS = ["Tom is a wumpus.", "Every wumpus is a yumpus.", "Every yumpus is a lempus."]
+LOSS_TOL, GRAD_TOL = 1e-5, 1e-4
+
+
+# --- the stage schedule -------------------------------------------------------------------------
+
+
+def test_stage_schedule_three_steps():
+    c = Curriculum(max_stage=2, thoughts_per_step=2)
+    assert c.stages() == [0, 1, 2, 3]
+    got = {s: plan(STEPS, s, c) for s in c.stages() + [7]}
+    assert (got[0].removed, got[0].num_thoughts, got[0].markers, got[0].remaining) == (0, 0, False, tuple(STEPS))
+    assert (got[1].removed, got[1].num_thoughts, got[1].remaining) == (1, 2, tuple(STEPS[1:]))
+    assert (got[2].removed, got[2].num_thoughts, got[2].remaining) == (2, 4, tuple(STEPS[2:]))
+    # Past the last stage every step goes and the thoughts stay at N * c.
+    for s in (3, 7):
+        assert (got[s].removed, got[s].num_thoughts, got[s].markers, got[s].remaining) == (3, 4, True, ())
+    c3 = Curriculum(max_stage=3, thoughts_per_step=1, final_epochs=0)
+    assert c3.stages() == [0, 1, 2, 3]
+    assert [plan(STEPS, s, c3).remaining for s in (1, 2, 3)] == [tuple(STEPS[1:]), tuple(STEPS[2:]), ()]
+    # Rows without steps still get s * c thoughts, with nothing to remove.
+    assert (plan([], 2, c).removed, plan([], 2, c).num_thoughts) == (0, 4)
+    assert c.inference_thoughts == 4
+
+
+def test_stage_mixing_is_deterministic_and_earlier():
+    c = Curriculum(max_stage=3, mix_prob=0.5)
+    draws = [cur.mixed_stage(2, 0, 5, i, c) for i in range(200)]
+    assert draws == [cur.mixed_stage(2, 0, 5, i, c) for i in range(200)]
+    assert set(draws) == {0, 1, 2} and 60 < draws.count(2) < 140
+    assert all(cur.mixed_stage(0, 0, 5, i, c) == 0 for i in range(20))
+
+
+# --- sequences and labels -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def g2(tiny_gemma2):
+    loaded = load_model(str(tiny_gemma2), device="cpu", dtype="float32")
+    loaded.model.train()
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def g3(tiny_gemma3):
+    loaded = load_model(str(tiny_gemma3), device="cpu", dtype="float32")
+    loaded.model.train()
+    return loaded
+
+
+def _markers(tok):
+    return tok.convert_tokens_to_ids("<unused0>"), tok.convert_tokens_to_ids("<unused1>")
+
+
+def _seq(loaded, question, stage, c=Curriculum(max_stage=2, thoughts_per_step=2), steps=STEPS, answer="yes"):
+    tok = loaded.tokenizer
+    return build_sequence(prompt_ids(tok, question), list(steps), answer, stage, c, tok, _markers(tok))
+
+
+def test_labels_mask_question_markers_and_thoughts(g2):
+    tok = g2.tokenizer
+    bot, eot = _markers(tok)
+    question = "Is Tom a lempus?"
+    q = prompt_ids(tok, question)
+    for stage, remaining, n in [(1, STEPS[1:], 2), (2, STEPS[2:], 4), (3, [], 4)]:
+        seq = _seq(g2, question, stage)
+        target = tok(format_target(remaining, "yes"), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        assert seq.prompt == q + [bot] and seq.num_thoughts == n and seq.tail == [eot] + target
+        labels = seq.full_labels()
+        assert len(labels) == len(q) + 1 + n + 1 + len(target)
+        masked = len(q) + 1 + n + 1  # question, <bot>, thoughts, <eot>
+        assert labels[:masked] == [IGNORE] * masked
+        assert labels[masked:] == target and IGNORE not in labels[masked:]
+    seq0 = _seq(g2, question, 0)
+    target0 = tok(format_target(STEPS, "yes"), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert seq0.prompt == q and seq0.num_thoughts == 0 and not seq0.markers and bot not in seq0.tail
+    assert seq0.full_labels() == [IGNORE] * len(q) + target0
+
+
+# --- the n + 1-pass loss ------------------------------------------------------------------------
+
+
+def naive_loss(model, seq):
+    """Recompute the whole sequence with inputs_embeds for every thought (no cache)."""
+    emb = model.get_input_embeddings()
+    x = emb(torch.tensor([seq.prompt]))
+    for _ in range(seq.num_thoughts):
+        h = model.base_model(inputs_embeds=x, use_cache=False).last_hidden_state[:, -1:]
+        x = torch.cat([x, h], dim=1)
+    x = torch.cat([x, emb(torch.tensor([seq.tail]))], dim=1)
+    logits = model(inputs_embeds=x, use_cache=False).logits[0].float()
+    labels = torch.tensor(seq.full_labels())
+    return F.cross_entropy(logits[:-1], labels[1:], ignore_index=IGNORE, reduction="sum")
+
+
+def _grads(model):
+    out = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+def _close_grads(a, b):
+    assert a.keys() == b.keys() and a
+    scale = max(1.0, max(float(g.abs().max()) for g in b.values()))
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst <= GRAD_TOL * scale, worst
+
+
+@pytest.mark.parametrize("which", ["g2", "g3"])
+@pytest.mark.parametrize("stage", [0, 1, 3])
+def test_cached_loss_and_grads_equal_naive(request, which, stage):
+    loaded = request.getfixturevalue(which)
+    model = loaded.model
+    seqs = [_seq(loaded, "Is Tom a lempus?", stage), _seq(loaded, "Every wumpus is a yumpus. Is Tom a lempus or a gorpus?", stage)]
+    assert seqs[0].length > 8 + seqs[0].num_thoughts  # longer than the sliding window
+    model.zero_grad(set_to_none=True)
+    got = batch_loss(LatentRunner(model), seqs, pad_id=0)
+    (got.total / got.tokens).backward()
+    got_grads = _grads(model)
+    want = sum(naive_loss(model, s) for s in seqs)
+    tokens = sum(s.target_tokens for s in seqs)
+    (want / tokens).backward()
+    want_grads = _grads(model)
+    assert got.tokens == tokens
+    assert abs(float(got.total / got.tokens) - float(want / tokens)) < LOSS_TOL
+    _close_grads(got_grads, want_grads)
+
+
+def test_padding_does_not_change_the_loss(g3):
+    runner = LatentRunner(g3.model)
+    short = _seq(g3, "Tom?", 2)
+    long = _seq(g3, "Every wumpus is a yumpus, and every yumpus is a zumpus. Is Tom a lempus?", 2, steps=STEPS[:1])
+    with torch.no_grad():
+        alone = [latent_loss(runner, [s], pad_id=0) for s in (short, long)]
+        together = latent_loss(runner, [short, long], pad_id=0)
+    assert together.tokens == alone[0].tokens + alone[1].tokens
+    assert abs(float(together.total) - float(alone[0].total + alone[1].total)) < 1e-4
+
+
+def test_gradient_reaches_the_prompt_through_the_thoughts(g2):
+    runner = LatentRunner(g2.model)
+    seq = _seq(g2, "Is Tom a lempus?", 2)  # 4 thoughts
+    base = runner.embed(torch.tensor([seq.prompt])).detach()
+    grads = {}
+    for detach in (False, True):
+        x = base.clone().requires_grad_(True)
+        out = latent_loss(runner, [seq], pad_id=0, detach_feedback=detach, prompt_embeds=x)
+        out.total.backward()
+        grads[detach] = (float(out.total), x.grad.clone())
+        g2.model.zero_grad(set_to_none=True)
+    assert grads[False][0] == pytest.approx(grads[True][0], abs=1e-5)  # same forward
+    through = grads[False][1] - grads[True][1]  # the part that flows through the thoughts
+    assert grads[False][1].abs().sum() > 0
+    assert float(through.abs().max()) > 1e-3 * float(grads[False][1].abs().max())
+
+
+def test_mlp_checkpointing_keeps_loss_and_grads(tiny_gemma2):
+    loaded = load_model(str(tiny_gemma2), device="cpu", dtype="float32")
+    model = loaded.model
+    model.train()
+    seqs = [_seq(loaded, "Is Tom a lempus?", 1)]
+    out = batch_loss(LatentRunner(model), seqs, 0)
+    out.total.backward()
+    plain = _grads(model)
+    assert enable_mlp_checkpointing(model) == model.config.num_hidden_layers
+    out2 = batch_loss(LatentRunner(model), seqs, 0)
+    out2.total.backward()
+    assert abs(float(out.total) - float(out2.total)) < 1e-5
+    _close_grads(_grads(model), plain)
+
+
+def test_lora_merge_keeps_the_function_and_trains_markers(tiny_gemma3):
+    loaded = load_model(str(tiny_gemma3), device="cpu", dtype="float32")
+    ids = _markers(loaded.tokenizer)
+    peft_model = apply_lora(loaded.model, ids, LoraSettings(r=4, alpha=8))
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("trainable_tokens" in n for n in trainable) and any("lora_" in n for n in trainable)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    seq = _seq(loaded, "Is Tom a lempus?", 2)
+    with torch.no_grad():
+        before = batch_loss(LatentRunner(peft_model.get_base_model()), [seq], 0)
+        merged = final_model(peft_model)
+        after = batch_loss(LatentRunner(merged), [seq], 0)
+    assert abs(float(before.total) - float(after.total)) < 1e-3
+
+
+# --- the training loop --------------------------------------------------------------------------
+
+
+def _rows(n=6):
+    return [Example(question=f"Is Tom a lempus {i}?", answer="yes" if i % 2 else "no", steps=STEPS[: i % 4], id=str(i)) for i in range(n)]
+
+
+def _dataset(rows=None):
+    return Dataset(rows or _rows(), [], "rows.jsonl", "jsonl", "0" * 64)
+
+
+def _config(model_dir, out, **kw):
+    base = dict(model=str(model_dir), data="rows.jsonl", out=str(out), device="cpu", batch_size=2, grad_accum=1, max_length=96,
+                curriculum=Curriculum(max_stage=1, thoughts_per_step=2, steps_per_stage=3, final_epochs=0, mix_prob=0.5), lr=1e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(directory):
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(directory) / "model.safetensors"))
+
+
+@pytest.mark.parametrize("lora", [None, LoraSettings(r=4, alpha=8)], ids=["full", "lora"])
+def test_resume_continues_exactly(tiny_gemma2, tmp_path, lora):
+    straight = Trainer(_config(tiny_gemma2, tmp_path / "a", lora=lora), dataset=_dataset()).run()
+    assert straight.completed and straight.steps == 6
+    first = Trainer(_config(tiny_gemma2, tmp_path / "b", lora=lora, max_steps=2), dataset=_dataset()).run()
+    assert not first.completed and first.steps == 2
+    state = json.loads((tmp_path / "b/checkpoints/step-00000002/state.json").read_text())
+    assert (state["stage"], state["stage_step"]) == (0, 2)  # mid-stage: optimizer state matters
+    second = Trainer(_config(tiny_gemma2, tmp_path / "b", lora=lora, resume="auto"), dataset=_dataset()).run()
+    assert second.completed and second.steps == 6
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert a.keys() == b.keys()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+    base = _weights(tiny_gemma2)
+    emb = next(k for k in a if "embed_tokens" in k)
+    bot, eot = _markers(load_model(str(tiny_gemma2), device="cpu").tokenizer)
+    assert float((a[emb][bot] - base[emb][bot]).abs().max()) > 0  # the markers trained
+    if lora is not None:  # LoRA leaves every other embedding row alone
+        assert torch.equal(a[emb][3], base[emb][3])
+
+
+def test_fresh_run_refuses_existing_checkpoints(tiny_gemma2, tmp_path):
+    from latent_gemma_cli.errors import UsageError
+
+    Trainer(_config(tiny_gemma2, tmp_path / "o", max_steps=1), dataset=_dataset()).run()
+    with pytest.raises(UsageError, match="--resume auto|already holds"):
+        Trainer(_config(tiny_gemma2, tmp_path / "o", max_steps=1), dataset=_dataset()).run()
+
+
+def test_ctrl_c_saves_a_checkpoint(tiny_gemma2, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = Trainer._step
+
+    def flaky(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "_step", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(_config(tiny_gemma2, tmp_path / "o"), dataset=_dataset()).run()
+    state = json.loads((tmp_path / "o/checkpoints/step-00000002/state.json").read_text())
+    assert (state["global_step"], state["stage"], state["stage_step"]) == (2, 0, 2)
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def _write_jsonl(path, rows, bad=False):
+    lines = [json.dumps({"question": r.question, "steps": r.steps, "answer": r.answer}) for r in rows]
+    if bad:
+        lines.insert(2, "{not json")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_cli_train_lora_then_ask_coconut(tiny_gemma3, tmp_path):
+    train = _write_jsonl(tmp_path / "train.jsonl", _rows(6))
+    valid = _write_jsonl(tmp_path / "valid.jsonl", _rows(2))
+    out = tmp_path / "trained"
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--model", str(tiny_gemma3), "--data", str(train), "--valid", str(valid), "--out", str(out),
+                              "--stages", "2", "-c", "1", "--steps-per-stage", "1", "--batch-size", "3", "--lora", "--lora-r", "4",
+                              "--device", "cpu", "--valid-max-new-tokens", "4", "--max-length", "128"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == str(out)
+    loaded = load_model(str(out), device="cpu")
+    spec = loaded.spec
+    assert (spec.bot, spec.eot, spec.thoughts_per_step, spec.num_thoughts, spec.feedback) == ("<unused0>", "<unused1>", 1, 2, "identity")
+    assert spec.base_model == str(tiny_gemma3) and spec.curriculum["stages"] == [0, 1, 2, 3]
+    import hashlib
+
+    assert spec.training_data_sha256 == hashlib.sha256(train.read_bytes()).hexdigest()
+    prints = json.loads((out / "train_fingerprints.json").read_text())
+    assert prints["data_sha256"] == spec.training_data_sha256 and len(prints["rows"]) == 6
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3, 4]
+    ends = [m for m in metrics if m.get("event") == "stage_end"]
+    assert [e["valid"]["mode"] for e in ends] == ["off", "coconut", "coconut", "coconut"]
+    assert [e["valid"]["thoughts"] for e in ends] == [0, 1, 2, 2]
+    ask = runner.invoke(app, ["ask", "--mode", "coconut", "--model", str(out), "--max-new-tokens", "3", "--device", "cpu", "Is Tom a lempus?"])
+    assert ask.exit_code == 0, ask.output
+    asked = runner.invoke(app, ["ask", "--mode", "coconut", "--model", str(out), "--max-new-tokens", "3", "--device", "cpu", "--json", "Is Tom a lempus?"])
+    data = json.loads(asked.stdout)
+    assert data["num_thoughts"] == 2 and data["markers"] == ["<unused0>", "<unused1>"]
+
+
+def test_cli_bad_records_fail_or_skip(tiny_gemma2, tmp_path):
+    data = _write_jsonl(tmp_path / "train.jsonl", _rows(4), bad=True)
+    runner = CliRunner()
+    args = ["train", "--model", str(tiny_gemma2), "--data", str(data), "--stages", "1", "--steps-per-stage", "1", "--final-epochs", "0",
+            "--batch-size", "2", "--device", "cpu", "--max-steps", "1"]
+    failed = runner.invoke(app, args + ["--out", str(tmp_path / "f")])
+    assert failed.exit_code == 2
+    assert f"{data}:3" in failed.stderr
+    skipped = runner.invoke(app, args + ["--out", str(tmp_path / "s"), "--on-bad-record", "skip"])
+    assert skipped.exit_code == 0, skipped.output
+    assert f"{data}:3" in skipped.stderr and "skipped" in skipped.stderr
+
+
+def test_cli_ctrl_c_exits_130(tiny_gemma2, tmp_path, monkeypatch):
+    monkeypatch.setattr(Trainer, "_step", lambda self, *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    data = _write_jsonl(tmp_path / "train.jsonl", _rows(4))
+    res = CliRunner().invoke(app, ["train", "--model", str(tiny_gemma2), "--data", str(data), "--out", str(tmp_path / "o"), "--device", "cpu"])
+    assert res.exit_code == 130
+    assert (tmp_path / "o/checkpoints/step-00000000/state.json").is_file()
+
+
+# --- data parallel ------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_launch_matches_one_process(tiny_gemma2, tmp_path):
+    """Two CPU processes (gloo, torch.distributed.run) equal one process with the same global batch."""
+    data = _write_jsonl(tmp_path / "train.jsonl", _rows(8))
+    common = ["--model", str(tiny_gemma2), "--data", str(data), "--stages", "1", "-c", "1", "--steps-per-stage", "2", "--final-epochs", "0",
+              "--grad-accum", "2", "--device", "cpu", "--lr", "1e-3", "--mix-prob", "0.5", "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    # On GPUs `accelerate launch --multi_gpu` runs this same torch.distributed launcher; accelerate's
+    # own CPU multi-process path needs MPI, so the CPU test calls torch.distributed.run directly.
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+              "-m", "latent_gemma_cli", "train", "--out", str(tmp_path / "two"), "--batch-size", "1"] + common
+    proc = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = tmp_path / "two/checkpoints/step-00000004"
+    assert json.loads((ckpt / "state.json").read_text())["world_size"] == 2
+    assert (ckpt / "rng-0.pt").is_file() and (ckpt / "rng-1.pt").is_file()  # both ranks ran and saved
+    one = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "one"), "--batch-size", "2"] + common)
+    assert one.exit_code == 0, one.output
+    a, b, base = _weights(tmp_path / "two"), _weights(tmp_path / "one"), _weights(tiny_gemma2)
+    # 4 AdamW steps of lr 1e-3 move weights by ~4e-3; summation order differs between the runs.
+    assert max(float((a[k] - base[k]).abs().max()) for k in a) > 1e-3
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+    assert LatentSpec.load(tmp_path / "two").curriculum["processes"] == 2
