@@ -14,6 +14,25 @@ Construction (so the answer is unique by design, not by luck):
   positive ones -- never from the positive side into the negative one, so the distractor is
   unreachable from the asked person;
 * facts are shuffled; A/B order is random.
+
+A second layout, `style="prosqa"`, mimics the statistics of the paper's ProsQA graphs (measured
+on its valid split: the gold chain is the *shortest* path from the person to the answer, both
+candidates are leaves, the asked person has 1-7 "is a" facts, ~60% of the concepts are reachable,
+~1.6 facts per concept, 2-3 people per question):
+
+* concepts reachable from the person sit on BFS levels 1..hops; every node has an in-edge from
+  level - 1 and every edge goes to the same level (forwards in a fixed order, so the graph stays
+  acyclic) or the next one, so a node's level is its distance and no shortcut to the answer
+  exists; the answer (level `hops`) has no out-edges;
+* the unreachable side: one or two other people, the distractor candidate (a leaf) at the end of
+  a 1-3 step chain, extra concepts, and random edges inside it and into the reachable side --
+  never from the reachable side into it;
+* `branches` / `distractors` are the mean numbers of extra reachable / unreachable concepts
+  (drawn per problem, +-2).
+
+Concept and people names can come from the caller (`names=`, `people=`), e.g. the vocabulary of
+an existing data set, so that a word-level tokenizer covers both; the same name is used in the
+Japanese rendering then.
 """
 
 from __future__ import annotations
@@ -114,8 +133,141 @@ def make_problem(rng: random.Random, hops: int, distractors: int, branches: int,
     return Problem(" ".join(facts) + " " + ask, steps, answer, lang, ident, hops, {"target": concept(target), "distractor": concept(distractor)})
 
 
-def generate(n: int, seed: int = 0, lang: str = "en", hops: tuple[int, int] = (3, 5), distractors: int = 8, branches: int = 3) -> Iterator[Problem]:
-    """`n` problems (per language with `lang="both"`), reproducible from `seed`."""
+def _name_pairs(rng: random.Random, n: int, names: list[str] | None) -> list[tuple[str, str]]:
+    if names is None:
+        return _words(rng, n)
+    if len(set(names)) < n:
+        raise ValueError(f"{n} distinct concept names needed, {len(set(names))} given")
+    return [(w, w) for w in rng.sample(sorted(set(names)), n)]
+
+
+def make_prosqa_problem(
+    rng: random.Random,
+    hops: int,
+    distractors: int,
+    branches: int,
+    lang: str,
+    ident: str,
+    names: list[str] | None = None,
+    people: list[tuple[str, str]] | None = None,
+) -> Problem:
+    """One problem shaped like the paper's ProsQA graphs (see the module docstring)."""
+    people = people or PEOPLE
+    n_pos = hops + max(0, branches + rng.randint(-2, 2))
+    n_neg_extra = max(0, distractors + rng.randint(-2, 2))
+    neg_len = rng.randint(1, min(3, hops))
+    n_neg = neg_len + n_neg_extra
+    words = _name_pairs(rng, n_pos + n_neg, names)
+    n_people = 3 if rng.random() < 0.35 else 2
+    persons = rng.sample(range(len(people)), n_people)
+    who, others = persons[0], persons[1:]
+    # node ids: ("p", person index) or ("c", concept index)
+    level: dict[int, int] = {}
+    chain = list(range(hops))  # concept i at level i + 1
+    for i in chain:
+        level[i] = i + 1
+    extra_pos = list(range(hops, n_pos))
+    for c in extra_pos:
+        level[c] = rng.randint(1, hops)
+    target = chain[-1]
+    edges: set[tuple[tuple[str, int], tuple[str, int]]] = set()
+    P = lambda i: ("p", i)  # noqa: E731
+    C = lambda i: ("c", i)  # noqa: E731
+    edges.add((P(who), C(chain[0])))
+    for a, b in zip(chain, chain[1:]):
+        edges.add((C(a), C(b)))
+    pos_by_level: dict[int, list[int]] = {}
+    for c in chain + extra_pos:
+        pos_by_level.setdefault(level[c], []).append(c)
+
+    def parents(lv: int) -> list[int]:
+        return [c for c in pos_by_level.get(lv - 1, []) if c != target]
+
+    for c in extra_pos:  # an in-edge from the level above makes the level the distance
+        if level[c] == 1:
+            edges.add((P(who), C(c)))
+        else:
+            edges.add((C(rng.choice(parents(level[c]))), C(c)))
+    neg_chain = list(range(n_pos, n_pos + neg_len))
+    neg_extra = list(range(n_pos + neg_len, n_pos + n_neg))
+    neg_target = neg_chain[-1]
+    order = {c: k for k, c in enumerate(neg_chain[:-1] + neg_extra + [neg_target])}  # topological order of the unreachable side
+    edges.add((P(others[0]), C(neg_chain[0])))
+    for a, b in zip(neg_chain, neg_chain[1:]):
+        edges.add((C(a), C(b)))
+    for c in neg_extra:  # reached from another person or an earlier unreachable concept
+        earlier = [d for d in order if order[d] < order[c]]
+        src = P(rng.choice(others)) if not earlier or rng.random() < 0.4 else C(rng.choice(earlier))
+        edges.add((src, C(c)))
+    for o in others[1:]:
+        if not any(e[0] == P(o) for e in edges):
+            edges.add((P(o), C(rng.choice(neg_chain + neg_extra))))
+    n_symbols = n_people + n_pos + n_neg
+    wanted = int(round(n_symbols * rng.uniform(1.4, 1.8)))
+    non_leaf_pos = [c for c in chain + extra_pos if c != target]
+    # a topological order of the reachable side: by level, the answer last on its level
+    pos_rank = {c: k for k, c in enumerate(sorted(chain + extra_pos, key=lambda c: (level[c], c == target, c)))}
+    for _ in range(8 * wanted):
+        if len(edges) >= wanted:
+            break
+        kind = rng.random()
+        if kind < 0.25:  # the person's extra "is a" facts (level-1 concepts only)
+            if pos_by_level.get(1):
+                edges.add((P(who), C(rng.choice(pos_by_level[1]))))
+        elif kind < 0.6:  # inside the reachable side: to the same level (forwards) or the next, never out of the answer
+            a = rng.choice(non_leaf_pos)
+            below = [c for c in chain + extra_pos if pos_rank[c] > pos_rank[a] and level[c] <= level[a] + 1]
+            if below:
+                edges.add((C(a), C(rng.choice(below))))
+        else:  # from the unreachable side: inside it (forwards) or into the reachable side
+            a = rng.choice([c for c in order if c != neg_target])
+            if rng.random() < 0.5:
+                later = [d for d in order if order[d] > order[a] and d != neg_target]
+                if later:
+                    edges.add((C(a), C(rng.choice(later))))
+            else:
+                edges.add((C(a), C(rng.choice(chain + extra_pos))))
+    L = 1 if lang == "ja" else 0
+
+    def name(node: tuple[str, int]) -> str:
+        return people[node[1]][L] if node[0] == "p" else words[node[1]][L]
+
+    facts = [_fact(lang, name(a), name(b), a[0] == "p") for a, b in sorted(edges)]
+    rng.shuffle(facts)
+    options = [name(C(target)), name(C(neg_target))]
+    rng.shuffle(options)
+    person = people[who][L]
+    ask = f"{person}は{options[0]}ですか、それとも{options[1]}ですか？" if lang == "ja" else f"Is {person} a {options[0]} or {options[1]}?"
+    steps = [_fact(lang, person, name(C(chain[0])), True)] + [_fact(lang, name(C(a)), name(C(b)), False) for a, b in zip(chain, chain[1:])]
+    answer = _fact(lang, person, name(C(target)), True)
+    meta = {"target": name(C(target)), "distractor": name(C(neg_target)), "style": "prosqa", "facts": len(edges), "symbols": n_symbols}
+    return Problem(" ".join(facts) + " " + ask, steps, answer, lang, ident, hops, meta)
+
+
+def generate(
+    n: int,
+    seed: int = 0,
+    lang: str = "en",
+    hops: tuple[int, int] = (3, 5),
+    distractors: int = 8,
+    branches: int = 3,
+    style: str = "chain",
+    names: list[str] | None = None,
+    people: list[str] | None = None,
+) -> Iterator[Problem]:
+    """`n` problems (per language with `lang="both"`), reproducible from `seed`.
+
+    `style`: "chain" (the original layout) or "prosqa" (graphs shaped like the paper's ProsQA).
+    `names` / `people`: draw concept / person names from these lists instead of made-up ones
+    (only with `style="prosqa"`; used as-is in both languages).
+    """
+    if style not in ("chain", "prosqa"):
+        raise ValueError(f"unknown style {style!r}: chain or prosqa")
+    if style == "chain" and (names is not None or people is not None):
+        raise ValueError("names= and people= need style='prosqa'")
+    pairs = [(p, p) for p in dict.fromkeys(people)] if people is not None else None
+    if pairs is not None and len(pairs) < 3:
+        raise ValueError("at least 3 distinct people names needed")
     rng = random.Random(seed)
     langs = ["en", "ja"] if lang == "both" else [lang]
     for i in range(n):
@@ -123,7 +275,11 @@ def generate(n: int, seed: int = 0, lang: str = "en", hops: tuple[int, int] = (3
         state = rng.getstate()
         for code in langs:
             rng.setstate(state)  # the same graph in both languages
-            yield make_problem(rng, h, distractors, branches, code, f"synth-{seed}-{i:05d}-{code}")
+            ident = f"synth-{seed}-{i:05d}-{code}"
+            if style == "prosqa":
+                yield make_prosqa_problem(rng, h, distractors, branches, code, ident, names, pairs)
+            else:
+                yield make_problem(rng, h, distractors, branches, code, ident)
 
 
 def reachable(problem_facts: list[tuple[str, str]], start: str) -> set[str]:

@@ -70,3 +70,87 @@ def test_cli_writes_training_format(tmp_path):
         assert {"question", "steps", "answer", "lang", "id"} <= set(r)
     bad = CliRunner().invoke(app, ["synth", "--hops", "5-2"])
     assert bad.exit_code == 2 and "hops" in bad.stderr
+
+
+# --- style="prosqa": graphs shaped like the paper's ProsQA -------------------------------------
+
+NAMES = ["wumpus", "yumpus", "zumpus", "lempus", "gorpus", "rompus", "tumpus", "numpus", "jompus", "dumpus",
+         "impus", "vumpus", "sterpus", "brimpus", "lorpus", "timpus", "shumpus", "grimpus", "scrompus", "boompus",
+         "felpus", "fompus", "gerpus", "hilpus", "kerpus", "rempus", "terpus", "yerpus", "zhorpus", "storpus"]
+PEOPLE_NAMES = ["Tom", "Sally", "Rex", "Wren", "Polly"]
+
+
+def _graph(question: str) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for x, y in _facts_en(question):
+        graph.setdefault(x, set()).add(y)
+    return graph
+
+
+def _distances(graph: dict[str, set[str]], start: str) -> dict[str, int]:
+    dist, frontier = {start: 0}, [start]
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for y in sorted(graph.get(node, ())):
+                if y not in dist:
+                    dist[y] = dist[node] + 1
+                    nxt.append(y)
+        frontier = nxt
+    return dist
+
+
+def test_prosqa_style_answer_is_unique_and_chain_is_shortest():
+    problems = list(generate(80, seed=7, style="prosqa", hops=(3, 6), branches=7, distractors=6))
+    for p in problems:
+        who, a, b = re.search(r"Is (\w+) a (\w+) or (\w+)\?$", p.question).groups()
+        graph = _graph(p.question)
+        dist = _distances(graph, who)
+        target, distractor = p.meta["target"], p.meta["distractor"]
+        assert {a, b} == {target, distractor}
+        assert target in dist and distractor not in dist
+        # the gold chain is a shortest path, both candidates are leaves
+        assert dist[target] == len(p.steps) == p.hops
+        assert not graph.get(target) and not graph.get(distractor)
+        assert p.steps[0].startswith(f"{who} is a ") and p.answer == f"{who} is a {target}."
+        for step in p.steps:
+            assert step in p.question
+        concepts = [re.search(r"is a (\w+)\.$", s).group(1) for s in p.steps]
+        for prev, step in zip(concepts, p.steps[1:]):
+            assert step.startswith(f"Every {prev} ")
+        assert concepts[-1] == target
+    # roughly ProsQA's size: ~36 facts over ~23 symbols
+    mean_facts = sum(p.meta["facts"] for p in problems) / len(problems)
+    assert 25 <= mean_facts <= 45
+    assert len({len(p.steps) for p in problems}) == 4
+
+
+def test_prosqa_style_names_from_a_list_and_reproducible():
+    problems = list(generate(20, seed=2, style="prosqa", names=NAMES, people=PEOPLE_NAMES))
+    allowed = set(NAMES) | set(PEOPLE_NAMES) | {"Every", "is", "a", "Is", "or"}
+    for p in problems:
+        assert set(re.findall(r"\w+", p.question)) <= allowed
+        assert set(re.findall(r"\w+", " ".join(p.steps) + " " + p.answer)) <= allowed
+    again = [p.to_json() for p in generate(20, seed=2, style="prosqa", names=NAMES, people=PEOPLE_NAMES)]
+    assert again == [p.to_json() for p in problems]
+
+
+def test_prosqa_style_japanese_is_the_same_graph():
+    pairs = list(generate(6, seed=4, lang="both", style="prosqa"))
+    for en, ja in zip(pairs[::2], pairs[1::2]):
+        assert len(en.steps) == len(ja.steps)
+        assert len(EN_EVERY.findall(en.question)) == len(JA_EVERY.findall(ja.question))
+        assert ja.question.endswith("ですか？")
+        for step in ja.steps:
+            assert step in ja.question
+
+
+def test_style_arguments_are_checked():
+    import pytest
+
+    with pytest.raises(ValueError):
+        list(generate(1, style="nope"))
+    with pytest.raises(ValueError):
+        list(generate(1, names=NAMES))  # names need style="prosqa"
+    with pytest.raises(ValueError):
+        list(generate(1, style="prosqa", names=NAMES[:3]))  # too few distinct names

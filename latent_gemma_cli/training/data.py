@@ -11,19 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..datasets import Problem
 from ..errors import InputError
 from .curriculum import Curriculum, TrainSequence, build_sequence
-
-
-@dataclass
-class Problem:
-    path: str
-    line: int | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line is not None else self.path
-        return f"{where}: {self.message}"
 
 
 @dataclass
@@ -75,7 +65,7 @@ def prepare(
     report: Callable[[Problem], None] | None = None,
 ) -> TrainData:
     """Check every row, render prompts; raise on a bad record unless skipping."""
-    problems = [Problem(p.path, p.line, p.message) for p in dataset.problems]
+    problems = list(dataset.problems)
     examples, prompts = [], []
     # Room the longest layout needs besides the target: markers, N*c thoughts, and one target token.
     reserve = 2 + curriculum.max_stage * curriculum.thoughts_per_step + 1
