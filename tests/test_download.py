@@ -87,9 +87,11 @@ def test_download_fetches_only_inference_files_then_ask_and_models_work(hub, tin
     assert "verified against the hub's hashes" in again.stderr
     assert len(hub.seen("GET", "/resolve/")) == len(data["files"]), "a second run fetches nothing again"
 
-    asked = lgemma("ask", "--model", REPO, "--max-new-tokens", "3", "--no-trace", "Is Tokyo the capital of Japan?")
+    asked = lgemma("ask", "--model", REPO, "--max-new-tokens", "3", "--json", "Is Tokyo the capital of Japan?")
     assert asked.exit_code == 0, asked.stderr
-    assert asked.stdout.strip()
+    answer = json.loads(asked.stdout)
+    assert answer["model"]["path"] == str(snapshot)
+    assert 1 <= len(answer["paths"][0]["token_ids"]) <= 3
 
     listed = json.loads(lgemma("models", "--json").stdout)["models"]
     entry = next(m for m in listed if m["name"] == REPO)
