@@ -54,6 +54,9 @@ def test_stage_schedule_three_steps():
     # Rows without steps still get s * c thoughts, with nothing to remove.
     assert (plan([], 2, c).removed, plan([], 2, c).num_thoughts) == (0, 4)
     assert c.inference_thoughts == 4
+    # --stages 0 is the language stage alone (chain of thought as text), no all-latent stage.
+    assert Curriculum(max_stage=0).stages() == [0]
+    assert Curriculum(max_stage=0, final_epochs=2).stages() == [0]
 
 
 def test_stage_mixing_is_deterministic_and_earlier():

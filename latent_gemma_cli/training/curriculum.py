@@ -60,9 +60,14 @@ class Curriculum:
         return self.max_stage + 1
 
     def stages(self) -> list[int]:
-        """Stages in training order: 0..N, then N + 1 unless its length is 0."""
+        """Stages in training order: 0..N, then N + 1 unless its length is 0.
+
+        With N = 0 there is no latent stage, so no final all-latent stage either: `--stages 0`
+        trains the language stage only (chain of thought as text), as its help says.
+        """
         final = self.epochs_per_stage if self.final_epochs is None else self.final_epochs
-        return list(range(self.max_stage + 1)) + ([self.final_stage] if final > 0 else [])
+        with_final = self.max_stage > 0 and final > 0
+        return list(range(self.max_stage + 1)) + ([self.final_stage] if with_final else [])
 
     def stage_length(self, stage: int) -> int:
         """Epochs (or steps, with steps_per_stage) of a stage."""
