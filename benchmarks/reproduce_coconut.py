@@ -1,0 +1,352 @@
+"""Reproduce the COCONUT ProsQA comparison (Hao et al. 2024, Table 1) at toy scale, on CPUs.
+
+What it does, end to end, through the project's own code paths:
+
+1. generates ProsQA-shaped problems with `latent_gemma_cli.synthetic` (`style="prosqa"`), drawing
+   concept and people names from the `idx_to_symbol` lists of the paper's ProsQA files, read at
+   run time from --prosqa-dir (no ProsQA data is copied into the repository): train / valid /
+   test splits with different seeds; test and valid rows whose question also occurs in train are
+   dropped;
+2. builds a small random-init Gemma 3 (text) model and a word-level tokenizer over the problem
+   vocabulary in-process (as tests/conftest.py does) and saves them with `save_pretrained`;
+3. trains it three ways with `lgemma train` (a subprocess each):
+   * No-CoT: rows with the steps removed, `--stages 0 --final-epochs 0` (answer only);
+   * CoT: `--stages 0 --final-epochs 0` (the steps as text, then "### answer");
+   * COCONUT: the curriculum, c = 1 thought per step, `--stages N` (stage 0 = CoT, then stages
+     1..N, then the final all-latent stage);
+4. evaluates each with `lgemma eval --json --out` on the synthetic test split and on the paper's
+   ProsQA valid and test files: No-CoT and CoT with `--modes off`, COCONUT with `--modes coconut`;
+5. prints one table (accuracy, generated tokens per answer, seconds per example) and writes all
+   numbers to <out>/results.json.
+
+Every question offers two options, so 50% accuracy is chance.
+
+    python benchmarks/reproduce_coconut.py --quick            # smoke run, a few minutes
+    python benchmarks/reproduce_coconut.py --out /work/coconut-run3 --steps-per-stage 240 --baseline-steps 600 --batch-size 8 --prosqa-limit 0
+    # (the run in benchmarks/RESULTS.md; those are also the defaults)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<unused0>", "<unused1>"]
+TEMPLATE_WORDS = ["Every", "is", "a", ".", "?", "Is", "or", "###", "\n"]
+METHODS = ("nocot", "cot", "coconut")
+LABELS = {"nocot": "No-CoT", "cot": "CoT", "coconut": "COCONUT"}
+
+
+def read_prosqa_vocab(prosqa_dir: Path) -> tuple[list[str], list[str]]:
+    """(concept names, people names) of the paper's ProsQA files, read at run time."""
+    symbols: set[str] = set()
+    for name in ("valid.json", "test.json"):
+        for row in json.loads((prosqa_dir / name).read_text(encoding="utf-8")):
+            symbols.update(row["idx_to_symbol"])
+    people = sorted(s for s in symbols if s[:1].isupper())
+    concepts = sorted(s for s in symbols if not s[:1].isupper())
+    return concepts, people
+
+
+def build_tokenizer(words: list[str]):
+    """A word-level tokenizer: one id per word, punctuation, '###' and newline; Gemma's special names."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(SPECIALS + sorted(set(TEMPLATE_WORDS + words)))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"\n|###|[A-Za-z]+|[^\sA-Za-z]"), behavior="removed", invert=True)
+    tok.decoder = decoders.WordPiece(prefix="\x00\x00", cleanup=True)  # joins words with spaces, no space before '.'/'?'
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>",
+        additional_special_tokens=["<unused0>", "<unused1>"],
+    )
+
+
+def build_model(vocab_size: int, hidden: int, layers: int, heads: int, seed: int):
+    """A random-init Gemma 3 text model (full attention in every layer)."""
+    import torch
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+
+    head_dim = hidden // heads
+    config = Gemma3TextConfig(
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), head_dim=head_dim,
+        max_position_embeddings=1024, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+        sliding_window=1024, layer_types=["full_attention"] * layers, query_pre_attn_scalar=head_dim,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.generation_config.eos_token_id = 1
+    return model
+
+
+def write_jsonl(path: Path, rows) -> int:
+    n = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def make_data(out: Path, args, concepts: list[str], people: list[str]) -> dict:
+    from latent_gemma_cli.synthetic import generate
+
+    hops = tuple(int(x) for x in args.hops.split("-")) if "-" in args.hops else (int(args.hops),) * 2
+    common = dict(lang="en", hops=hops, distractors=args.distractors, branches=args.branches, style="prosqa", names=concepts, people=people)
+    row = lambda p: {"id": p.id, "question": p.question, "steps": p.steps, "answer": p.answer}  # noqa: E731
+    train = [row(p) for p in generate(args.train_rows, seed=args.seed * 1000 + 1, **common)]
+    seen = {r["question"] for r in train}
+    splits = {"train": train}
+    for k, (name, n) in enumerate((("valid", args.valid_rows), ("test", args.test_rows))):
+        rows = [row(p) for p in generate(n + n // 10 + 5, seed=args.seed * 1000 + 2 + k, **common)]
+        rows = [r for r in rows if r["question"] not in seen][:n]
+        seen.update(r["question"] for r in rows)
+        splits[name] = rows
+    data = out / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, rows in splits.items():
+        files[name] = str(data / f"{name}.jsonl")
+        write_jsonl(Path(files[name]), rows)
+    files["train_nocot"] = str(data / "train_nocot.jsonl")
+    write_jsonl(Path(files["train_nocot"]), ({**r, "steps": []} for r in train))
+    return {"files": files, "rows": {k: len(v) for k, v in splits.items()}, "hops": list(hops)}
+
+
+def run(cmd: list[str], log: Path, keep_stdout: bool = True) -> float:
+    """Run a command, its output appended to `log` (stdout dropped unless `keep_stdout`: the
+    eval report is read from its --out file); return the wall seconds. Fails loudly."""
+    print("$ " + " ".join(cmd), flush=True)
+    start = time.perf_counter()
+    with open(log, "a", encoding="utf-8") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.run(cmd, stdout=f if keep_stdout else subprocess.DEVNULL, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = log.read_text(encoding="utf-8")[-3000:]
+        raise SystemExit(f"command failed ({proc.returncode}) after {seconds:.0f}s: {' '.join(cmd)}\n{tail}")
+    return seconds
+
+
+def lgemma() -> list[str]:
+    return [sys.executable, "-m", "latent_gemma_cli"]
+
+
+def train_cmd(method: str, args, files: dict, base: Path, out: Path) -> list[str]:
+    data = files["train_nocot"] if method == "nocot" else files["train"]
+    cmd = lgemma() + ["train", "--model", str(base), "--data", data, "--out", str(out), "--device", "cpu",
+                      "--lr", str(args.lr), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
+                      "--max-length", str(args.max_length), "--valid", files["valid"], "--valid-limit", str(args.valid_limit),
+                      "--log-every", "20", "--keep-checkpoints", "1", "--warmup-steps", str(args.warmup_steps)]
+    if method == "coconut":
+        cmd += ["--stages", str(args.stages), "-c", str(args.thoughts_per_step), "--steps-per-stage", str(args.steps_per_stage),
+                "--final-epochs", str(args.final_steps if args.final_steps is not None else args.steps_per_stage),
+                "--mix-prob", str(args.mix_prob)]
+    else:
+        steps = args.baseline_steps if args.baseline_steps is not None else args.steps_per_stage
+        # --final-epochs 0: with --stages 0 the trainer would otherwise add a stage 1 that drops every step.
+        cmd += ["--stages", "0", "--steps-per-stage", str(steps), "--final-epochs", "0"]
+    return cmd
+
+
+def eval_sets(args, files: dict) -> dict[str, tuple[str, int | None]]:
+    prosqa = Path(args.prosqa_dir)
+    return {
+        "synthetic test": (files["test"], None),
+        "ProsQA valid": (str(prosqa / "valid.json"), args.prosqa_limit),
+        "ProsQA test": (str(prosqa / "test.json"), args.prosqa_limit),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--out", default="/work/coconut-run", help="working directory (data, models, logs, results.json)")
+    ap.add_argument("--quick", action="store_true", help="smoke-run preset: tiny model, data and steps (a few minutes)")
+    ap.add_argument("--prosqa-dir", default="/work/shared/data/prosqa", help="the paper's ProsQA valid.json / test.json")
+    ap.add_argument("--methods", default="nocot,cot,coconut")
+    ap.add_argument("--seed", type=int, default=0)
+    # data
+    ap.add_argument("--train-rows", type=int, default=3000)
+    ap.add_argument("--valid-rows", type=int, default=200)
+    ap.add_argument("--test-rows", type=int, default=200)
+    ap.add_argument("--hops", default="3-6")
+    ap.add_argument("--branches", type=int, default=7, help="mean extra reachable concepts per problem")
+    ap.add_argument("--distractors", type=int, default=6, help="mean extra unreachable concepts per problem")
+    # model
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    # training
+    ap.add_argument("--stages", type=int, default=3, help="COCONUT max stage N")
+    ap.add_argument("--thoughts-per-step", type=int, default=1)
+    ap.add_argument("--steps-per-stage", type=int, default=240)
+    ap.add_argument("--final-steps", type=int, default=None, help="steps of the final all-latent stage [default: steps per stage]")
+    ap.add_argument("--baseline-steps", type=int, default=600, help="optimizer steps of No-CoT and CoT (COCONUT: (stages + 2) x steps per stage)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup-steps", type=int, default=20)
+    ap.add_argument("--mix-prob", type=float, default=0.0)
+    ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--valid-limit", type=int, default=30)
+    # evaluation
+    ap.add_argument("--prosqa-limit", type=int, default=0, help="first N rows of each ProsQA file (0: all)")
+    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for the train/eval subprocesses (0: torch default); 1 was 4-6x faster than 2 on a shared 2-core machine")
+    ap.add_argument("--table-only", action="store_true", help="reprint the table of an earlier run in --out (recomputing option rates)")
+    args = ap.parse_args(argv)
+    if args.table_only:
+        path = Path(args.out) / "results.json"
+        results = json.loads(path.read_text(encoding="utf-8"))
+        sets = eval_sets(argparse.Namespace(**results["settings"]), results["data"]["files"])
+        for evals in results["evaluation"].values():
+            for set_name, entry in evals.items():
+                entry["option_rate"] = option_rate(entry["report"], sets[set_name][0])
+        path.write_text(json.dumps(results, indent=2), encoding="utf-8")
+        print(table(results))
+        print(f"\nwall time {results['wall_seconds'] / 60:.1f} min (of the original run)")
+        return 0
+    if args.quick:
+        for k, v in dict(train_rows=300, valid_rows=20, test_rows=30, hidden=64, layers=2, heads=2, stages=2, steps_per_stage=8,
+                         baseline_steps=8, batch_size=8, prosqa_limit=20, valid_limit=10, warmup_steps=2, max_new_tokens=64).items():
+            if getattr(args, k) == ap.get_default(k):
+                setattr(args, k, v)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        ap.error(f"unknown method(s) {bad}: use {', '.join(METHODS)}")
+
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    started = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "log.txt"
+    concepts, people = read_prosqa_vocab(Path(args.prosqa_dir))
+    data = make_data(out, args, concepts, people)
+    print(f"data: {data['rows']} rows (hops {args.hops}) in {out / 'data'}", flush=True)
+
+    tok = build_tokenizer(concepts + people)
+    model = build_model(len(tok), args.hidden, args.layers, args.heads, args.seed)
+    base = out / "base"
+    model.save_pretrained(base)
+    tok.save_pretrained(base)
+    n_params = sum(p.numel() for p in model.parameters())
+    lengths = [len(tok(json.loads(line)["question"])["input_ids"]) for line in open(data["files"]["train"], encoding="utf-8")]
+    print(f"model: Gemma 3 text, hidden {args.hidden}, {args.layers} layers, {args.heads} heads, vocab {len(tok)}, "
+          f"{n_params / 1e6:.2f}M parameters; prompts {min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f})", flush=True)
+
+    results: dict = {
+        "command": " ".join([Path(sys.executable).name, "benchmarks/reproduce_coconut.py"] + (argv if argv is not None else sys.argv[1:])),
+        "settings": vars(args),
+        "hardware": {"cpus": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor() or None, "python": platform.python_version()},
+        "model": {"architecture": "Gemma3ForCausalLM (random init)", "hidden": args.hidden, "layers": args.layers, "heads": args.heads,
+                  "vocab": len(tok), "parameters": n_params, "prompt_tokens_mean": sum(lengths) / len(lengths)},
+        "data": data,
+        "training": {},
+        "evaluation": {},
+    }
+    for method in methods:
+        model_dir = out / "models" / method
+        if (model_dir / "config.json").is_file() and (model_dir / "lgemma_latent.json").is_file():
+            print(f"{method}: reusing {model_dir}", flush=True)
+            seconds = None
+        else:
+            if model_dir.exists():
+                import shutil
+
+                shutil.rmtree(model_dir)
+            seconds = run(train_cmd(method, args, data["files"], base, model_dir), log)
+        stages = [json.loads(line) for line in open(model_dir / "metrics.jsonl", encoding="utf-8") if '"stage_end"' in line]
+        steps = max((s["step"] for s in stages), default=0)
+        results["training"][method] = {"seconds": seconds, "optimizer_steps": steps, "stages": stages}
+        print(f"{method}: trained in {seconds or 0:.0f}s, {steps} steps; stage ends: "
+              + "; ".join(f"s{s['stage']} loss {s['mean_loss']:.3f} valid {s.get('valid', {}).get('accuracy')}" for s in stages), flush=True)
+        mode = "coconut" if method == "coconut" else "off"
+        results["evaluation"][method] = {}
+        for set_name, (path, limit) in eval_sets(args, data["files"]).items():
+            report_path = out / "reports" / f"{method}-{set_name.replace(' ', '_')}.json"
+            report_path.parent.mkdir(parents=True, exist_ok=True)
+            cmd = lgemma() + ["eval", "--model", str(model_dir), "--data", path, "--modes", mode, "--device", "cpu", "--dtype", "float32",
+                              "--max-new-tokens", str(args.max_new_tokens), "--json", "--out", str(report_path), "--per-example", "-q"]
+            if limit:
+                cmd += ["--limit", str(limit)]
+            subprocess_seconds = run(cmd, log, keep_stdout=False)
+            report = json.loads(report_path.read_text(encoding="utf-8"))
+            m = report["results"][mode]["metrics"]
+            examples = report["examples"][mode]
+            entry = {
+                "mode": mode, "rows": report["data"]["rows"], "accuracy": m["accuracy"] / 100.0,
+                "tokens_per_answer": sum(e["num_tokens"] for e in examples) / len(examples),
+                "seconds_per_example": sum(e["seconds"] for e in examples) / len(examples),
+                "num_thoughts": report["results"][mode]["num_thoughts"], "report": str(report_path),
+                "eval_wall_seconds": subprocess_seconds, "contamination_warning": [w for w in report["warnings"] if "train" in w.lower()],
+            }
+            entry["option_rate"] = option_rate(str(report_path), path)
+            results["evaluation"][method][set_name] = entry
+            print(f"  {set_name}: acc {entry['accuracy']:.3f} ({entry['rows']} rows), option {entry['option_rate']}, {entry['tokens_per_answer']:.1f} tokens, "
+                  f"{entry['seconds_per_example']:.3f} s/example", flush=True)
+    results["wall_seconds"] = time.perf_counter() - started
+    (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print()
+    print(table(results))
+    print(f"\nwall time {results['wall_seconds'] / 60:.1f} min; results in {out / 'results.json'}")
+    return 0
+
+
+def read_questions(path: str) -> list[str]:
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith(".json"):
+        return [r["question"] for r in json.loads(text)]
+    return [json.loads(line)["question"] for line in text.splitlines() if line.strip()]
+
+
+def option_rate(report_path: str, data_path: str) -> float | None:
+    """Share of answers that name one of the question's two options (the rest can never be right)."""
+    import re
+
+    from latent_gemma_cli.answers import extract_answer
+
+    report = json.loads(Path(report_path).read_text(encoding="utf-8"))
+    mode = report["modes"][0]
+    questions = read_questions(data_path)
+    hits = total = 0
+    for e in report["examples"][mode]:
+        m = re.search(r"Is \w+ a (\w+) or (\w+)\?\s*$", questions[e["index"]])
+        if not m:
+            continue
+        words = re.findall(r"\w+", extract_answer(e["raw"]))
+        total += 1
+        hits += bool(words) and words[-1] in m.groups()
+    return hits / total if total else None
+
+
+def table(results: dict) -> str:
+    sets = ["synthetic test", "ProsQA valid", "ProsQA test"]
+    rows = ["| method | " + " | ".join(f"{s}: acc % / option % / tokens / s per ex." for s in sets) + " | train steps / min |", "|---" * (len(sets) + 2) + "|"]
+    for method, evals in results["evaluation"].items():
+        cells = []
+        for s in sets:
+            e = evals.get(s)
+            opt = f"{100 * e['option_rate']:.0f}" if e and e.get("option_rate") is not None else "-"
+            cells.append(f"{100 * e['accuracy']:.1f} / {opt} / {e['tokens_per_answer']:.1f} / {e['seconds_per_example']:.3f} (n={e['rows']})" if e else "-")
+        t = results["training"][method]
+        minutes = f"{t['seconds'] / 60:.1f}" if t["seconds"] else "reused"
+        rows.append(f"| {LABELS[method]} | " + " | ".join(cells) + f" | {t['optimizer_steps']} / {minutes} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
