@@ -7,6 +7,7 @@ inside the command functions so `lgemma --help` and shell completion start fast.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Annotated, Callable, Optional
 
@@ -14,7 +15,7 @@ import typer
 
 from . import __version__
 from .completion import complete_language
-from .errors import EXIT_INTERRUPTED, LgemmaError
+from .errors import EXIT_INTERRUPTED, EXIT_RUNTIME, LgemmaError
 from .options import (
     DeviceOpt,
     DtypeOpt,
@@ -81,6 +82,13 @@ def guarded(func: Callable) -> Callable:
         except KeyboardInterrupt:
             Output().error("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except Exception as exc:  # a bug or an unforeseen failure: one line, unless debugging
+            if os.environ.get("LGEMMA_DEBUG"):
+                raise
+            Output().error(f"unexpected {type(exc).__name__}: {exc}".splitlines()[0], hint="set LGEMMA_DEBUG=1 to see the traceback, and please report it")
+            raise typer.Exit(EXIT_RUNTIME) from None
 
     return wrapper
 

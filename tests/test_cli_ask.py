@@ -145,3 +145,19 @@ def test_subprocess_pipe_has_no_escape_codes(tiny_gemma2):
     assert b"\x1b" not in proc.stdout and b"\x1b" not in proc.stderr
     assert b"languages: input ja" in proc.stderr
     assert proc.stdout.count(b"\n") >= 1
+
+
+def test_unexpected_failure_is_one_line_unless_debugging(tiny_gemma2, monkeypatch):
+    from latent_gemma_cli import ask as ask_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something inside broke\nsecond line")
+
+    monkeypatch.setattr(ask_module, "ask", broken)
+    result = _ask(tiny_gemma2, "hi")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "error: unexpected RuntimeError: something inside broke"
+    assert "LGEMMA_DEBUG" in result.stderr and "Traceback" not in result.stderr
+    monkeypatch.setenv("LGEMMA_DEBUG", "1")
+    debug = _ask(tiny_gemma2, "hi")
+    assert isinstance(debug.exception, RuntimeError)
