@@ -52,7 +52,8 @@ class Settings:
     seed: int | None = None
     # Nucleus of the next-token distribution mixed into a soft thought.
     soft_top_p: float = 0.95
-    # Extra tokens that end an answer, e.g. the newline after a base model's few-shot answer.
+    # Extra tokens that end an answer once it has begun, e.g. the newline after a base model's
+    # few-shot answer (a newline before any text does not end it).
     stop_ids: tuple[int, ...] = ()
 
     def validate(self) -> None:
@@ -337,8 +338,11 @@ def decode_paths(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     first_tokens: list[int] | None = None,
+    stop_ids: set[int] | frozenset[int] = frozenset(),
 ) -> list[tuple[list[int], float, bool]]:
     """Decode k paths per prefix row in one batch: (token ids, confidence, finished) each, row-major.
+
+    A path ends at any of `eos_ids`, or at any of `stop_ids` once it has produced another token.
 
     The first tokens are the top-k candidates of each row's first answer distribution (or
     `first_tokens`, for a one-row prefix); with k = 1 and temperature > 0 the first token is
@@ -362,6 +366,7 @@ def decode_paths(
     n = first.shape[0]
     tokens: list[list[int]] = [[int(t)] for t in first]
     step_margins: list[list[float]] = [[first_margins[r // k]] for r in range(n)]
+    started = [int(t) not in stop_ids for t in first]
     done = [int(t) in eos_ids for t in first]
     current = first[:, None]
     pad = min(eos_ids) if eos_ids else 0
@@ -378,7 +383,8 @@ def decode_paths(
             tok = int(nxt[r])
             tokens[r].append(tok)
             step_margins[r].append(mg[r])
-            done[r] = tok in eos_ids
+            done[r] = tok in eos_ids or (started[r] and tok in stop_ids)
+            started[r] = started[r] or tok not in stop_ids
         # Finished rows keep decoding a pad token so the batch stays rectangular; it is discarded.
         current = torch.tensor([[pad] if done[r] else [tokens[r][-1]] for r in range(n)], device=dev)
     return [(tokens[r], sum(step_margins[r]) / len(step_margins[r]), done[r]) for r in range(n)]
@@ -418,12 +424,13 @@ def generate_batch(
     generator = None
     if settings.seed is not None:
         generator = torch.Generator(device=runner.device).manual_seed(settings.seed)
-    eos_ids = eos_token_ids(model, tokenizer) | set(settings.stop_ids)
+    eos_ids = eos_token_ids(model, tokenizer)
+    stops = set(settings.stop_ids) - eos_ids
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     with torch.inference_mode():
         prefix = run_prefix_batch(runner, prompts, settings.mode, n, marker_ids, feedback, settings.soft_top_p, pad_id)
         t1 = time.perf_counter()
-        decoded = decode_paths(runner, prefix, settings.paths, max_new, eos_ids, settings.temperature, settings.top_p, generator)
+        decoded = decode_paths(runner, prefix, settings.paths, max_new, eos_ids, settings.temperature, settings.top_p, generator, stop_ids=stops)
         decode_s = time.perf_counter() - t1
     timings = Timings(prefill_s=prefix.prefill_s, thoughts_s=prefix.thoughts_s, decode_s=decode_s)
     k = len(decoded) // len(prompts)

@@ -201,3 +201,40 @@ def test_padded_prefix_logits_match(loaded):
             alone = engine.run_prefix(runner, prompt, "soft", 3, _markers(loaded))
             assert (batch.logits[row] - alone.logits[0]).abs().max().item() < TOL
             assert (batch.thought_inputs[row] - alone.thought_inputs).abs().max().item() < TOL
+
+
+class ScriptedRunner:
+    """A stand-in runner whose next-token logits follow a script, to test decoding rules exactly."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, script, vocab=10):
+        self.script, self.vocab, self.calls = list(script), vocab, 0
+
+    def embed(self, ids):
+        return ids.float()
+
+    def logits(self, embeds, cache, **_):
+        token = self.script[self.calls]
+        self.calls += 1
+        out = torch.zeros(embeds.shape[0], self.vocab)
+        out[:, token] = 5.0
+        return out
+
+
+def _scripted(script, first, **kwargs):
+    runner = ScriptedRunner(script)
+    logits = torch.zeros(1, runner.vocab)
+    logits[0, first] = 5.0
+    prefix = engine.LatentPrefix(cache=None, logits=logits, thought_inputs=torch.empty(0), length=1)
+    return engine.decode_paths(runner, prefix, 1, 8, **kwargs)[0]
+
+
+def test_stop_tokens_end_an_answer_only_once_it_has_begun():
+    newline, eos = 7, 1
+    # "\n" "\n" "a" "b" "\n" ...: the leading newlines do not end it, the one after text does.
+    tokens, _, finished = _scripted([7, 3, 4, 7, 5, 5, 5], first=newline, eos_ids={eos}, stop_ids={newline})
+    assert tokens == [7, 7, 3, 4, 7] and finished
+    # eos ends it at once, even first; without stop ids a newline is just a token.
+    assert _scripted([3], first=eos, eos_ids={eos}, stop_ids={newline})[0] == [1]
+    assert _scripted([3, 7, 4, 4, 4, 4, 4], first=3, eos_ids={eos})[0] == [3, 3, 7, 4, 4, 4, 4, 4]
