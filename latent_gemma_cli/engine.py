@@ -161,8 +161,17 @@ class LatentRunner:
     def soft_embedding(self, logits: torch.Tensor, top_p: float) -> torch.Tensor:
         """scale * sum_i p_i E[i] over the top-p set of softmax(logits); (batch, hidden)."""
         probs = top_p_filter(torch.softmax(logits.float(), dim=-1), top_p)
-        mix = probs.to(self.dtype) @ self.embedding.weight
-        return mix * torch.tensor(self.embed_scale, dtype=self.dtype, device=self.device)
+        weight = self.embedding.weight
+        rows = []
+        for row in probs:
+            # The nucleus is usually a handful of tokens: gathering their rows reads kilobytes
+            # where a dense product would read the whole embedding table again (GBs for Gemma).
+            idx = row.nonzero().squeeze(-1)
+            if idx.numel() * 4 < row.numel():
+                rows.append(row[idx].to(self.dtype) @ weight.index_select(0, idx))
+            else:
+                rows.append(row.to(self.dtype) @ weight)
+        return torch.stack(rows) * torch.tensor(self.embed_scale, dtype=self.dtype, device=self.device)
 
     def feedback(self, hidden: torch.Tensor, transform: str) -> torch.Tensor:
         """Turn a final hidden state into the next thought's input (`identity` is the paper's)."""

@@ -238,3 +238,12 @@ def test_stop_tokens_end_an_answer_only_once_it_has_begun():
     # eos ends it at once, even first; without stop ids a newline is just a token.
     assert _scripted([3], first=eos, eos_ids={eos}, stop_ids={newline})[0] == [1]
     assert _scripted([3, 7, 4, 4, 4, 4, 4], first=3, eos_ids={eos})[0] == [3, 3, 7, 4, 4, 4, 4, 4]
+
+
+def test_soft_mix_sparse_gather_equals_dense_product(loaded):
+    runner = engine.LatentRunner(loaded.model)
+    logits = torch.randn(3, loaded.model.config.vocab_size) * 4
+    for top_p in (0.3, 0.9, 1.0):
+        probs = engine.top_p_filter(torch.softmax(logits, dim=-1), top_p)
+        dense = (probs @ loaded.model.get_input_embeddings().weight) * runner.embed_scale
+        assert torch.allclose(runner.soft_embedding(logits, top_p), dense, atol=1e-5)
