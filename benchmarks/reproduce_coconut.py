@@ -173,9 +173,10 @@ def eval_sets(args, files: dict) -> dict[str, tuple[str, int | None]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--out", default="/work/coconut-run", help="working directory (data, models, logs, results.json)")
+    ap.add_argument("--out", default="coconut-run", help="working directory (data, models, logs, results.json)")
     ap.add_argument("--quick", action="store_true", help="smoke-run preset: tiny model, data and steps (a few minutes)")
-    ap.add_argument("--prosqa-dir", default="/work/shared/data/prosqa", help="the paper's ProsQA valid.json / test.json")
+    ap.add_argument("--prosqa-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "prosqa"),
+                    help="the paper's ProsQA valid.json / test.json (default: ../shared/data/prosqa beside the repository)")
     ap.add_argument("--methods", default="nocot,cot,coconut")
     ap.add_argument("--seed", type=int, default=0)
     # data
