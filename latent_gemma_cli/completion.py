@@ -8,16 +8,12 @@ from pathlib import Path
 LANGUAGES = ("ja", "en")
 
 
-def _hub_cache() -> Path:
+def hub_cache() -> Path:
+    """The Hugging Face hub cache directory (`HF_HUB_CACHE`, else `HF_HOME/hub`)."""
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"])
     hf_home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
     return Path(hf_home) / "hub"
-
-
-def hub_cache() -> Path:
-    """The Hugging Face hub cache directory (`HF_HUB_CACHE`, else `HF_HOME/hub`)."""
-    return _hub_cache()
 
 
 def model_entries() -> list[tuple[str, str]]:
@@ -33,7 +29,7 @@ def model_entries() -> list[tuple[str, str]]:
                 entries.append((entry.name, "registered"))
             elif entry.suffix == ".path":
                 entries.append((entry.stem, "registered"))
-    cache = _hub_cache()
+    cache = hub_cache()
     if cache.is_dir():
         for entry in sorted(cache.glob("models--*")):
             entries.append((entry.name[len("models--"):].replace("--", "/"), "hub-cache"))
