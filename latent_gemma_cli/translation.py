@@ -138,9 +138,9 @@ def resolve_languages(text: str, source: str, target: str | None) -> tuple[str, 
     """(source, target, detected): `auto` source is detected; the target defaults to the other one."""
     detected = detect(text)
     if source == "auto":
-        source = "ja" if JAPANESE_SCRIPT.search(text) and detected.code in ("ja", "zh-cn", "zh-tw", "ko", "unknown") else detected.code
-        if source not in LANG_NAMES:
-            source = "ja" if JAPANESE_SCRIPT.search(text) else "en"
+        # Outside ja/en (kanji-only text read as Chinese, short Latin text as another language)
+        # the script decides.
+        source = detected.code if detected.code in LANG_NAMES else ("ja" if JAPANESE_SCRIPT.search(text) else "en")
     if source not in LANG_NAMES:
         raise UsageError(f"unsupported source language {source!r}", hint="use --from ja or --from en")
     if target is None:
