@@ -30,6 +30,19 @@ candidates are leaves, the asked person has 1-7 "is a" facts, ~60% of the concep
 * `branches` / `distractors` are the mean numbers of extra reachable / unreachable concepts
   (drawn per problem, +-2).
 
+A third layout, `style="taxonomy"`, takes the search out and leaves the hops: every concept
+has exactly one "Every X is a Y." fact of its own (single parents, as in a taxonomy), so from the
+asked person the facts describe a walk, one lookup per step, and any number of steps can be
+learned by a small model one at a time:
+
+* two chains of the same length, person -> c1 -> ... -> c_hops (the answer) and other person ->
+  d1 -> ... -> d_hops (the distractor); both candidates are leaves at the same distance from a
+  person, so nothing but the walk from the asked person tells them apart;
+* `distractors` (+-2 per problem) extra concepts, each with its one parent drawn from the chain
+  concepts and the extra concepts before it (side branches feeding into both chains, which
+  makes a walk backwards from a candidate a search); sometimes a third person on an extra
+  concept; `branches` is not used.
+
 Concept and people names can come from the caller (`names=`, `people=`), e.g. the vocabulary of
 an existing data set, so that a word-level tokenizer covers both; the same name is used in the
 Japanese rendering then.
@@ -46,6 +59,7 @@ EN_ONSETS = ["b", "br", "d", "g", "gr", "j", "l", "r", "sc", "sh", "st", "t", "w
 EN_VOWELS = ["a", "e", "i", "o", "u", "oo", "er", "or", "im", "um"]
 JA_ONSETS = ["バ", "ブ", "ダ", "ガ", "グ", "ジャ", "ラ", "ル", "ス", "シュ", "ト", "ワ", "ヤ", "ザ", "ゾ", "カ", "ヴァ", "フ", "プ", "ミ"]
 JA_VOWELS = ["ン", "ー", "ル", "ム", "ロ", "レ", "キ", "ノ", "リ", "ミ"]
+STYLES = ("chain", "prosqa", "taxonomy")
 PEOPLE = [("Tom", "トム"), ("Sally", "サリー"), ("Bob", "ボブ"), ("Jack", "ジャック"), ("Alex", "アレックス"), ("Max", "マックス")]
 
 
@@ -244,6 +258,48 @@ def make_prosqa_problem(
     return Problem(" ".join(facts) + " " + ask, steps, answer, lang, ident, hops, meta)
 
 
+def make_taxonomy_problem(
+    rng: random.Random,
+    hops: int,
+    distractors: int,
+    lang: str,
+    ident: str,
+    names: list[str] | None = None,
+    people: list[tuple[str, str]] | None = None,
+) -> Problem:
+    """One problem in which every concept has one parent (see the module docstring)."""
+    people = people or PEOPLE
+    n_extra = max(0, distractors + rng.randint(-2, 2))
+    words = _name_pairs(rng, 2 * hops + n_extra, names)
+    persons = rng.sample(range(len(people)), 3 if rng.random() < 0.35 else 2)
+    who, other = persons[0], persons[1]
+    pos, neg = list(range(hops)), list(range(hops, 2 * hops))
+    extra = list(range(2 * hops, 2 * hops + n_extra))
+    P = lambda i: ("p", i)  # noqa: E731
+    C = lambda i: ("c", i)  # noqa: E731
+    edges = [(P(who), C(pos[0])), (P(other), C(neg[0]))]
+    edges += [(C(a), C(b)) for chain in (pos, neg) for a, b in zip(chain, chain[1:])]
+    for j, e in enumerate(extra):  # one parent each, so the walks from the people stay unique
+        edges.append((C(e), C(rng.choice(pos + neg + extra[:j]))))
+    for o in persons[2:]:
+        edges.append((P(o), C(rng.choice(extra or neg))))
+    L = 1 if lang == "ja" else 0
+
+    def name(node: tuple[str, int]) -> str:
+        return people[node[1]][L] if node[0] == "p" else words[node[1]][L]
+
+    facts = [_fact(lang, name(a), name(b), a[0] == "p") for a, b in edges]
+    rng.shuffle(facts)
+    target, distractor = name(C(pos[-1])), name(C(neg[-1]))
+    options = [target, distractor]
+    rng.shuffle(options)
+    person = people[who][L]
+    ask = f"{person}は{options[0]}ですか、それとも{options[1]}ですか？" if lang == "ja" else f"Is {person} a {options[0]} or {options[1]}?"
+    steps = [_fact(lang, person, name(C(pos[0])), True)] + [_fact(lang, name(C(a)), name(C(b)), False) for a, b in zip(pos, pos[1:])]
+    meta = {"target": target, "distractor": distractor, "style": "taxonomy", "facts": len(edges), "symbols": len(persons) + len(words)}
+    return Problem(" ".join(facts) + " " + ask, steps, _fact(lang, person, target, True), lang, ident, hops, meta)
+
+
 def generate(
     n: int,
     seed: int = 0,
@@ -257,14 +313,15 @@ def generate(
 ) -> Iterator[Problem]:
     """`n` problems (per language with `lang="both"`), reproducible from `seed`.
 
-    `style`: "chain" (the original layout) or "prosqa" (graphs shaped like the paper's ProsQA).
+    `style`: "chain" (the original layout), "prosqa" (graphs shaped like the paper's ProsQA) or
+    "taxonomy" (one parent per concept: a walk, no search).
     `names` / `people`: draw concept / person names from these lists instead of made-up ones
-    (only with `style="prosqa"`; used as-is in both languages).
+    (not with `style="chain"`; used as-is in both languages).
     """
-    if style not in ("chain", "prosqa"):
-        raise ValueError(f"unknown style {style!r}: chain or prosqa")
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}: {', '.join(STYLES)}")
     if style == "chain" and (names is not None or people is not None):
-        raise ValueError("names= and people= need style='prosqa'")
+        raise ValueError("names= and people= need style='prosqa' or 'taxonomy'")
     pairs = [(p, p) for p in dict.fromkeys(people)] if people is not None else None
     if pairs is not None and len(pairs) < 3:
         raise ValueError("at least 3 distinct people names needed")
@@ -278,6 +335,8 @@ def generate(
             ident = f"synth-{seed}-{i:05d}-{code}"
             if style == "prosqa":
                 yield make_prosqa_problem(rng, h, distractors, branches, code, ident, names, pairs)
+            elif style == "taxonomy":
+                yield make_taxonomy_problem(rng, h, distractors, code, ident, names, pairs)
             else:
                 yield make_problem(rng, h, distractors, branches, code, ident)
 

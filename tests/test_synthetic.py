@@ -70,6 +70,13 @@ def test_cli_writes_training_format(tmp_path):
         assert {"question", "steps", "answer", "lang", "id"} <= set(r)
     bad = CliRunner().invoke(app, ["synth", "--hops", "5-2"])
     assert bad.exit_code == 2 and "hops" in bad.stderr
+    bad = CliRunner().invoke(app, ["synth", "--style", "maze"])
+    assert bad.exit_code == 2 and "style" in bad.stderr
+    walk = tmp_path / "walk.jsonl"
+    result = CliRunner().invoke(app, ["synth", "--n", "3", "--style", "taxonomy", "--hops", "4", "-o", str(walk)])
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in walk.read_text(encoding="utf-8").splitlines()]
+    assert [len(r["steps"]) for r in rows] == [4, 4, 4]
 
 
 # --- style="prosqa": graphs shaped like the paper's ProsQA -------------------------------------
@@ -141,6 +148,46 @@ def test_prosqa_style_japanese_is_the_same_graph():
         assert len(en.steps) == len(ja.steps)
         assert len(EN_EVERY.findall(en.question)) == len(JA_EVERY.findall(ja.question))
         assert ja.question.endswith("ですか？")
+        for step in ja.steps:
+            assert step in ja.question
+
+
+# --- style="taxonomy": one parent per concept, a walk without search ----------------------------
+
+
+def test_taxonomy_style_is_a_walk_to_one_of_two_symmetric_leaves():
+    problems = list(generate(80, seed=11, style="taxonomy", hops=(2, 6), distractors=5, names=NAMES, people=PEOPLE_NAMES))
+    for p in problems:
+        who, a, b = re.search(r"Is (\w+) a (\w+) or (\w+)\?$", p.question).groups()
+        graph = _graph(p.question)
+        target, distractor = p.meta["target"], p.meta["distractor"]
+        assert {a, b} == {target, distractor}
+        # one "is a" fact per concept and per person: following the facts from anyone is a walk
+        assert all(len(parents) == 1 for parents in graph.values())
+        walk, node = [], who
+        while graph.get(node):
+            node = next(iter(graph[node]))
+            walk.append(node)
+        assert walk[-1] == target and distractor not in walk and len(walk) == len(p.steps) == p.hops
+        # the distractor is a leaf at the same distance from another person: no shortcut
+        assert not graph.get(target) and not graph.get(distractor)
+        others = [x for x in graph if x[:1].isupper() and x != who]
+        assert any(_distances(graph, o).get(distractor) == p.hops for o in others)
+        concepts = [re.search(r"is a (\w+)\.$", s).group(1) for s in p.steps]
+        assert concepts == walk and p.answer == f"{who} is a {target}."
+        for step in p.steps:
+            assert step in p.question
+    assert len({len(p.steps) for p in problems}) == 5
+    again = [p.to_json() for p in generate(80, seed=11, style="taxonomy", hops=(2, 6), distractors=5, names=NAMES, people=PEOPLE_NAMES)]
+    assert again == [p.to_json() for p in problems]
+
+
+def test_taxonomy_style_japanese_is_the_same_graph():
+    pairs = list(generate(6, seed=4, lang="both", style="taxonomy", hops=(3, 4)))
+    for en, ja in zip(pairs[::2], pairs[1::2]):
+        assert len(en.steps) == len(ja.steps)
+        assert len(EN_EVERY.findall(en.question)) == len(JA_EVERY.findall(ja.question))
+        assert ja.question.endswith("ですか？") and ja.answer.endswith("です。")
         for step in ja.steps:
             assert step in ja.question
 

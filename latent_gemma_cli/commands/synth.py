@@ -14,13 +14,16 @@ def synth(
     lang: Annotated[str, typer.Option("--lang", help="en | ja | both (the same graphs in both languages).")] = "en",
     hops: Annotated[str, typer.Option("--hops", help="Reasoning steps per problem: N or MIN-MAX.")] = "3-5",
     distractors: Annotated[int, typer.Option("--distractors", min=0, help="Random distractor facts on the unreachable side.")] = 8,
-    branches: Annotated[int, typer.Option("--branches", min=0, help="Dead-end facts hanging off the gold chain.")] = 3,
+    branches: Annotated[int, typer.Option("--branches", min=0, help="Dead-end facts hanging off the gold chain (chain, prosqa).")] = 3,
+    style: Annotated[str, typer.Option("--style", help="chain | prosqa (graphs shaped like ProsQA's: a search) | taxonomy (one parent per concept: a walk).")] = "chain",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Generate multi-hop "Is Tom a A or B?" problems with their reasoning steps and answers."""
     from ..errors import UsageError
-    from ..synthetic import generate
+    from ..synthetic import STYLES, generate
 
+    if style not in STYLES:
+        raise UsageError(f"unknown style {style!r}", hint=f"use --style {', '.join(STYLES)}")
     if lang not in ("en", "ja", "both"):
         raise UsageError(f"unknown language {lang!r}", hint="use --lang en, ja or both")
     try:
@@ -30,7 +33,7 @@ def synth(
         raise UsageError(f"bad --hops {hops!r}", hint="use N or MIN-MAX, e.g. 3-5") from None
     if not 1 <= span[0] <= span[1]:
         raise UsageError(f"bad --hops {hops!r}: need 1 <= MIN <= MAX")
-    lines = (p.to_json() + "\n" for p in generate(n, seed, lang, span, distractors, branches))
+    lines = (p.to_json() + "\n" for p in generate(n, seed, lang, span, distractors, branches, style=style))
     if output is None:
         import sys
 
