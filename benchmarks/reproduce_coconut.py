@@ -2,28 +2,29 @@
 
 What it does, end to end, through the project's own code paths:
 
-1. generates ProsQA-shaped problems with `latent_gemma_cli.synthetic` (`style="prosqa"`), drawing
-   concept and people names from the `idx_to_symbol` lists of the paper's ProsQA files, read at
-   run time from --prosqa-dir (no ProsQA data is copied into the repository): train / valid /
-   test splits with different seeds; test and valid rows whose question also occurs in train are
-   dropped;
+1. generates multi-hop problems with `latent_gemma_cli.synthetic`: `--style prosqa` (graphs
+   shaped like the paper's ProsQA: finding the chain is a search) or `--style taxonomy` (one
+   parent per concept: the chain is a walk, one lookup per step), drawing concept and people
+   names from the `idx_to_symbol` lists of the paper's ProsQA files, read at run time from
+   --prosqa-dir (no ProsQA data is copied into the repository): train / valid / test splits with
+   different seeds; test and valid rows whose question also occurs in train are dropped;
 2. builds a small random-init Gemma 3 (text) model and a word-level tokenizer over the problem
    vocabulary in-process (as tests/conftest.py does) and saves them with `save_pretrained`;
-3. trains it three ways with `lgemma train` (a subprocess each):
+3. trains it three ways with `lgemma train` (a subprocess each, `--jobs` at a time):
    * No-CoT: rows with the steps removed, `--stages 0 --final-epochs 0` (answer only);
    * CoT: `--stages 0 --final-epochs 0` (the steps as text, then "### answer");
    * COCONUT: the curriculum, c = 1 thought per step, `--stages N` (stage 0 = CoT, then stages
-     1..N, then the final all-latent stage);
+     1..N, then the final all-latent stage), from the random-init model (the paper's ProsQA
+     recipe) or, with `--coconut-init cot`, from the trained CoT model (its GSM8k recipe);
 4. evaluates each with `lgemma eval --json --out` on the synthetic test split and on the paper's
    ProsQA valid and test files: No-CoT and CoT with `--modes off`, COCONUT with `--modes coconut`;
 5. prints one table (accuracy, generated tokens per answer, seconds per example) and writes all
-   numbers to <out>/results.json.
+   numbers to <out>/results.json; every command's output is in <out>/logs/.
 
 Every question offers two options, so 50% accuracy is chance.
 
-    python benchmarks/reproduce_coconut.py --quick            # smoke run, a few minutes
-    python benchmarks/reproduce_coconut.py --out /work/coconut-run3 --steps-per-stage 240 --baseline-steps 600 --batch-size 8 --prosqa-limit 0
-    # (the run in benchmarks/RESULTS.md; those are also the defaults)
+    python benchmarks/reproduce_coconut.py --quick            # smoke run, about a minute
+    # the recorded runs and their commands: benchmarks/RESULTS.md
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def make_data(out: Path, args, concepts: list[str], people: list[str]) -> dict:
     from latent_gemma_cli.synthetic import generate
 
     hops = tuple(int(x) for x in args.hops.split("-")) if "-" in args.hops else (int(args.hops),) * 2
-    common = dict(lang="en", hops=hops, distractors=args.distractors, branches=args.branches, style="prosqa", names=concepts, people=people)
+    common = dict(lang="en", hops=hops, distractors=args.distractors, branches=args.branches, style=args.style, names=concepts, people=people)
     row = lambda p: {"id": p.id, "question": p.question, "steps": p.steps, "answer": p.answer}  # noqa: E731
     train = [row(p) for p in generate(args.train_rows, seed=args.seed * 1000 + 1, **common)]
     seen = {r["question"] for r in train}
@@ -156,7 +157,9 @@ def train_cmd(method: str, args, files: dict, base: Path, out: Path) -> list[str
                 "--final-epochs", str(args.final_steps if args.final_steps is not None else args.steps_per_stage),
                 "--mix-prob", str(args.mix_prob)]
     else:
-        steps = args.baseline_steps if args.baseline_steps is not None else args.steps_per_stage
+        steps = args.baseline_steps
+        if method == "cot" and args.cot_steps is not None:
+            steps = args.cot_steps
         # --final-epochs 0: with --stages 0 the trainer would otherwise add a stage 1 that drops every step.
         cmd += ["--stages", "0", "--steps-per-stage", str(steps), "--final-epochs", "0"]
     return cmd
@@ -183,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-rows", type=int, default=3000)
     ap.add_argument("--valid-rows", type=int, default=200)
     ap.add_argument("--test-rows", type=int, default=200)
+    ap.add_argument("--style", default="prosqa", choices=["prosqa", "taxonomy"],
+                    help="prosqa: graphs shaped like the paper's (a search); taxonomy: one parent per concept (a walk)")
     ap.add_argument("--hops", default="3-6")
     ap.add_argument("--branches", type=int, default=7, help="mean extra reachable concepts per problem")
     ap.add_argument("--distractors", type=int, default=6, help="mean extra unreachable concepts per problem")
@@ -195,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--thoughts-per-step", type=int, default=1)
     ap.add_argument("--steps-per-stage", type=int, default=240)
     ap.add_argument("--final-steps", type=int, default=None, help="steps of the final all-latent stage [default: steps per stage]")
-    ap.add_argument("--baseline-steps", type=int, default=600, help="optimizer steps of No-CoT and CoT (COCONUT: (stages + 2) x steps per stage)")
+    ap.add_argument("--baseline-steps", type=int, default=600, help="optimizer steps of No-CoT (and of CoT unless --cot-steps)")
+    ap.add_argument("--cot-steps", type=int, default=None, help="optimizer steps of CoT [default: --baseline-steps]")
+    ap.add_argument("--coconut-init", default="base", choices=["base", "cot"],
+                    help="COCONUT starts from the random-init model (the paper's ProsQA recipe) or from the trained CoT model "
+                         "(its GSM8k recipe); COCONUT then trains (stages + 2) x steps per stage more")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup-steps", type=int, default=20)
@@ -205,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     # evaluation
     ap.add_argument("--prosqa-limit", type=int, default=0, help="first N rows of each ProsQA file (0: all)")
     ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--jobs", type=int, default=2, help="train / eval subprocesses run at once (one per core)")
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for the train/eval subprocesses (0: torch default); 1 was 4-6x faster than 2 on a shared 2-core machine")
     ap.add_argument("--table-only", action="store_true", help="reprint the table of an earlier run in --out (recomputing option rates)")
     args = ap.parse_args(argv)
@@ -234,7 +244,6 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = out / "log.txt"
     concepts, people = read_prosqa_vocab(Path(args.prosqa_dir))
     data = make_data(out, args, concepts, people)
     print(f"data: {data['rows']} rows (hops {args.hops}) in {out / 'data'}", flush=True)
@@ -259,46 +268,80 @@ def main(argv: list[str] | None = None) -> int:
         "training": {},
         "evaluation": {},
     }
+    from concurrent.futures import ThreadPoolExecutor
+
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    seconds: dict[str, float | None] = {}
+    todo = []
     for method in methods:
         model_dir = out / "models" / method
         if (model_dir / "config.json").is_file() and (model_dir / "lgemma_latent.json").is_file():
             print(f"{method}: reusing {model_dir}", flush=True)
-            seconds = None
+            seconds[method] = None
         else:
             if model_dir.exists():
                 import shutil
 
                 shutil.rmtree(model_dir)
-            seconds = run(train_cmd(method, args, data["files"], base, model_dir), log)
+            todo.append(method)
+    # chains of jobs run one after the other (COCONUT after CoT when it starts from it); chains in parallel
+    init_from_cot = args.coconut_init == "cot" and "coconut" in methods
+    if init_from_cot and "cot" not in methods:
+        ap.error("--coconut-init cot needs the cot method")
+    start = {m: (out / "models" / "cot" if m == "coconut" and init_from_cot else base) for m in methods}
+    chains = [[m] for m in todo if not (init_from_cot and m in ("cot", "coconut"))]
+    if init_from_cot:
+        chains.insert(0, [m for m in ("cot", "coconut") if m in todo])
+    chains.sort(key=lambda c: "coconut" not in c)  # the longest chain first
+
+    def run_chain(chain: list[str]) -> dict[str, float]:
+        return {m: run(train_cmd(m, args, data["files"], start[m], out / "models" / m), logs / f"train-{m}.txt") for m in chain}
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for done in pool.map(run_chain, [c for c in chains if c]):
+            seconds.update(done)
+    results["training_init"] = {m: str(start[m]) for m in methods}
+    for method in methods:
+        model_dir = out / "models" / method
         stages = [json.loads(line) for line in open(model_dir / "metrics.jsonl", encoding="utf-8") if '"stage_end"' in line]
         steps = max((s["step"] for s in stages), default=0)
-        results["training"][method] = {"seconds": seconds, "optimizer_steps": steps, "stages": stages}
-        print(f"{method}: trained in {seconds or 0:.0f}s, {steps} steps; stage ends: "
+        results["training"][method] = {"seconds": seconds[method], "optimizer_steps": steps, "stages": stages}
+        if method == "coconut" and init_from_cot:  # the CoT model it started from counts too
+            cot = results["training"].get("cot") or {}
+            results["training"][method].update(init_steps=cot.get("optimizer_steps", 0), init_seconds=cot.get("seconds"))
+        print(f"{method}: trained in {seconds[method] or 0:.0f}s, {steps} steps; stage ends: "
               + "; ".join(f"s{s['stage']} loss {s['mean_loss']:.3f} valid {s.get('valid', {}).get('accuracy')}" for s in stages), flush=True)
+
+    jobs = []
+    for method in methods:
         mode = "coconut" if method == "coconut" else "off"
-        results["evaluation"][method] = {}
         for set_name, (path, limit) in eval_sets(args, data["files"]).items():
             report_path = out / "reports" / f"{method}-{set_name.replace(' ', '_')}.json"
             report_path.parent.mkdir(parents=True, exist_ok=True)
-            cmd = lgemma() + ["eval", "--model", str(model_dir), "--data", path, "--modes", mode, "--device", "cpu", "--dtype", "float32",
-                              "--max-new-tokens", str(args.max_new_tokens), "--json", "--out", str(report_path), "--per-example", "-q"]
+            cmd = lgemma() + ["eval", "--model", str(out / "models" / method), "--data", path, "--modes", mode, "--device", "cpu",
+                              "--dtype", "float32", "--max-new-tokens", str(args.max_new_tokens), "--json", "--out", str(report_path),
+                              "--per-example", "-q"]
             if limit:
                 cmd += ["--limit", str(limit)]
-            subprocess_seconds = run(cmd, log, keep_stdout=False)
-            report = json.loads(report_path.read_text(encoding="utf-8"))
-            m = report["results"][mode]["metrics"]
-            examples = report["examples"][mode]
-            entry = {
-                "mode": mode, "rows": report["data"]["rows"], "accuracy": m["accuracy"] / 100.0,
-                "tokens_per_answer": sum(e["num_tokens"] for e in examples) / len(examples),
-                "seconds_per_example": sum(e["seconds"] for e in examples) / len(examples),
-                "num_thoughts": report["results"][mode]["num_thoughts"], "report": str(report_path),
-                "eval_wall_seconds": subprocess_seconds, "contamination_warning": [w for w in report["warnings"] if "train" in w.lower()],
-            }
-            entry["option_rate"] = option_rate(str(report_path), path)
-            results["evaluation"][method][set_name] = entry
-            print(f"  {set_name}: acc {entry['accuracy']:.3f} ({entry['rows']} rows), option {entry['option_rate']}, {entry['tokens_per_answer']:.1f} tokens, "
-                  f"{entry['seconds_per_example']:.3f} s/example", flush=True)
+            jobs.append((method, mode, set_name, path, report_path, cmd))
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        walls = list(pool.map(lambda j: run(j[5], logs / f"eval-{j[0]}-{j[4].stem}.txt", keep_stdout=False), jobs))
+    for (method, mode, set_name, path, report_path, _), wall in zip(jobs, walls):
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        m = report["results"][mode]["metrics"]
+        examples = report["examples"][mode]
+        entry = {
+            "mode": mode, "rows": report["data"]["rows"], "accuracy": m["accuracy"] / 100.0,
+            "tokens_per_answer": sum(e["num_tokens"] for e in examples) / len(examples),
+            "seconds_per_example": sum(e["seconds"] for e in examples) / len(examples),
+            "num_thoughts": report["results"][mode]["num_thoughts"], "report": str(report_path),
+            "eval_wall_seconds": wall, "contamination_warning": [w for w in report["warnings"] if "train" in w.lower()],
+        }
+        entry["option_rate"] = option_rate(str(report_path), path)
+        results["evaluation"].setdefault(method, {})[set_name] = entry
+        print(f"{LABELS[method]} on {set_name}: acc {entry['accuracy']:.3f} ({entry['rows']} rows), option {entry['option_rate']}, "
+              f"{entry['tokens_per_answer']:.1f} tokens, {entry['seconds_per_example']:.3f} s/example", flush=True)
     results["wall_seconds"] = time.perf_counter() - started
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     print()
@@ -345,7 +388,8 @@ def table(results: dict) -> str:
             cells.append(f"{100 * e['accuracy']:.1f} / {opt} / {e['tokens_per_answer']:.1f} / {e['seconds_per_example']:.3f} (n={e['rows']})" if e else "-")
         t = results["training"][method]
         minutes = f"{t['seconds'] / 60:.1f}" if t["seconds"] else "reused"
-        rows.append(f"| {LABELS[method]} | " + " | ".join(cells) + f" | {t['optimizer_steps']} / {minutes} |")
+        steps = f"{t['init_steps']} (CoT) + {t['optimizer_steps']}" if t.get("init_steps") else str(t["optimizer_steps"])
+        rows.append(f"| {LABELS[method]} | " + " | ".join(cells) + f" | {steps} / {minutes} |")
     return "\n".join(rows)
 
 
