@@ -106,6 +106,8 @@ def make_data(out: Path, args, concepts: list[str], people: list[str]) -> dict:
 
     hops = tuple(int(x) for x in args.hops.split("-")) if "-" in args.hops else (int(args.hops),) * 2
     common = dict(lang="en", hops=hops, distractors=args.distractors, branches=args.branches, style=args.style, names=concepts, people=people)
+    if args.one_person:
+        common["one_person"] = True
     row = lambda p: {"id": p.id, "question": p.question, "steps": p.steps, "answer": p.answer}  # noqa: E731
     train = [row(p) for p in generate(args.train_rows, seed=args.seed * 1000 + 1, **common)]
     seen = {r["question"] for r in train}
@@ -188,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-rows", type=int, default=200)
     ap.add_argument("--style", default="prosqa", choices=["prosqa", "taxonomy"],
                     help="prosqa: graphs shaped like the paper's (a search); taxonomy: one parent per concept (a walk)")
+    ap.add_argument("--one-person", action="store_true", help="taxonomy: the distractor's chain starts at a concept, not at another person")
     ap.add_argument("--hops", default="3-6")
     ap.add_argument("--branches", type=int, default=7, help="mean extra reachable concepts per problem")
     ap.add_argument("--distractors", type=int, default=6, help="mean extra unreachable concepts per problem")

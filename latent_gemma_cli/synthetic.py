@@ -266,23 +266,28 @@ def make_taxonomy_problem(
     ident: str,
     names: list[str] | None = None,
     people: list[tuple[str, str]] | None = None,
+    one_person: bool = False,
 ) -> Problem:
     """One problem in which every concept has one parent (see the module docstring)."""
     people = people or PEOPLE
     n_extra = max(0, distractors + rng.randint(-2, 2))
-    words = _name_pairs(rng, 2 * hops + n_extra, names)
+    words = _name_pairs(rng, 2 * hops + n_extra + one_person, names)
     persons = rng.sample(range(len(people)), 3 if rng.random() < 0.35 else 2)
     who, other = persons[0], persons[1]
+    if one_person:  # the distractor chain hangs from a concept no fact reaches, not from a person
+        persons = [who]
     pos, neg = list(range(hops)), list(range(hops, 2 * hops))
     extra = list(range(2 * hops, 2 * hops + n_extra))
     P = lambda i: ("p", i)  # noqa: E731
     C = lambda i: ("c", i)  # noqa: E731
-    edges = [(P(who), C(pos[0])), (P(other), C(neg[0]))]
+    top = C(2 * hops + n_extra) if one_person else P(other)
+    edges = [(P(who), C(pos[0])), (top, C(neg[0]))]
     edges += [(C(a), C(b)) for chain in (pos, neg) for a, b in zip(chain, chain[1:])]
     for j, e in enumerate(extra):  # one parent each, so the walks from the people stay unique
         edges.append((C(e), C(rng.choice(pos + neg + extra[:j]))))
     for o in persons[2:]:
         edges.append((P(o), C(rng.choice(extra or neg))))
+
     L = 1 if lang == "ja" else 0
 
     def name(node: tuple[str, int]) -> str:
@@ -310,6 +315,7 @@ def generate(
     style: str = "chain",
     names: list[str] | None = None,
     people: list[str] | None = None,
+    one_person: bool = False,
 ) -> Iterator[Problem]:
     """`n` problems (per language with `lang="both"`), reproducible from `seed`.
 
@@ -317,6 +323,8 @@ def generate(
     "taxonomy" (one parent per concept: a walk, no search).
     `names` / `people`: draw concept / person names from these lists instead of made-up ones
     (not with `style="chain"`; used as-is in both languages).
+    `one_person` (taxonomy): the distractor's chain starts at a concept that no fact reaches
+    instead of at another person, so the first step has only one person's fact to find.
     """
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}: {', '.join(STYLES)}")
@@ -336,7 +344,7 @@ def generate(
             if style == "prosqa":
                 yield make_prosqa_problem(rng, h, distractors, branches, code, ident, names, pairs)
             elif style == "taxonomy":
-                yield make_taxonomy_problem(rng, h, distractors, code, ident, names, pairs)
+                yield make_taxonomy_problem(rng, h, distractors, code, ident, names, pairs, one_person)
             else:
                 yield make_problem(rng, h, distractors, branches, code, ident)
 

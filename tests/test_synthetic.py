@@ -182,6 +182,20 @@ def test_taxonomy_style_is_a_walk_to_one_of_two_symmetric_leaves():
     assert again == [p.to_json() for p in problems]
 
 
+def test_taxonomy_one_person_hangs_the_distractor_from_a_concept():
+    for p in generate(40, seed=12, style="taxonomy", hops=(1, 5), distractors=2, names=NAMES, people=PEOPLE_NAMES, one_person=True):
+        who = re.search(r"Is (\w+) a", p.question).group(1)
+        graph = _graph(p.question)
+        assert [x for x in graph if x[:1].isupper()] == [who]
+        assert all(len(parents) == 1 for parents in graph.values())
+        assert _distances(graph, who)[p.meta["target"]] == p.hops
+        # the distractor is as far from a concept that no fact reaches
+        reached = {y for ys in graph.values() for y in ys}
+        roots = [x for x in graph if x not in reached and x != who]
+        assert any(_distances(graph, r).get(p.meta["distractor"]) == p.hops for r in roots)
+        assert p.meta["distractor"] not in _distances(graph, who)
+
+
 def test_taxonomy_style_japanese_is_the_same_graph():
     pairs = list(generate(6, seed=4, lang="both", style="taxonomy", hops=(3, 4)))
     for en, ja in zip(pairs[::2], pairs[1::2]):
