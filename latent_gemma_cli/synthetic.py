@@ -100,6 +100,33 @@ def _fact(lang: str, x: str, y: str, person: bool) -> str:
     return f"{x} is a {y}." if person else f"Every {x} is a {y}."
 
 
+def _render(
+    rng: random.Random,
+    lang: str,
+    ident: str,
+    hops: int,
+    stated: list[tuple[str, str, bool]],
+    person: str,
+    chain: list[str],
+    distractor: str,
+    **meta: object,
+) -> Problem:
+    """A problem from its `stated` facts `(x, y, x is a person)`, shuffled here, and the gold
+    chain of concepts from `person` to the answer `chain[-1]`; the two options in random order."""
+    texts = [_fact(lang, x, y, is_person) for x, y, is_person in stated]
+    rng.shuffle(texts)
+    target = chain[-1]
+    options = [target, distractor]
+    rng.shuffle(options)
+    if lang == "ja":
+        ask = f"{person}は{options[0]}ですか、それとも{options[1]}ですか？"
+    else:
+        ask = f"Is {person} a {options[0]} or {options[1]}?"
+    steps = [_fact(lang, person, chain[0], True)] + [_fact(lang, a, b, False) for a, b in zip(chain, chain[1:])]
+    answer = _fact(lang, person, target, True)
+    return Problem(" ".join(texts) + " " + ask, steps, answer, lang, ident, hops, {"target": target, "distractor": distractor, **meta})
+
+
 def make_problem(rng: random.Random, hops: int, distractors: int, branches: int, lang: str, ident: str) -> Problem:
     """One problem with a `hops`-step gold chain."""
     n_pos = hops + branches
@@ -124,27 +151,15 @@ def make_problem(rng: random.Random, hops: int, distractors: int, branches: int,
         b = rng.choice(neg + pos)
         if a != b and not (b in neg and neg.index(b) <= neg.index(a)):  # keep the negative side acyclic
             edges.add(("every", a, b))
-    target, distractor = chain[-1], neg_chain[-1]
+    distractor = neg_chain[-1]
     L = 1 if lang == "ja" else 0
     name = PEOPLE[who][L]
 
     def concept(i: int) -> str:
         return words[i][L]
 
-    facts = [
-        _fact(lang, PEOPLE[x][L], concept(y), True) if kind == "is" else _fact(lang, concept(x), concept(y), False)
-        for kind, x, y in sorted(edges)
-    ]
-    rng.shuffle(facts)
-    options = [concept(target), concept(distractor)]
-    rng.shuffle(options)
-    if lang == "ja":
-        ask = f"{name}は{options[0]}ですか、それとも{options[1]}ですか？"
-    else:
-        ask = f"Is {name} a {options[0]} or {options[1]}?"
-    steps = [_fact(lang, name, concept(chain[0]), True)] + [_fact(lang, concept(a), concept(b), False) for a, b in zip(chain, chain[1:])]
-    answer = _fact(lang, name, concept(target), True)
-    return Problem(" ".join(facts) + " " + ask, steps, answer, lang, ident, hops, {"target": concept(target), "distractor": concept(distractor)})
+    facts = [(PEOPLE[x][L], concept(y), True) if kind == "is" else (concept(x), concept(y), False) for kind, x, y in sorted(edges)]
+    return _render(rng, lang, ident, hops, facts, name, [concept(c) for c in chain], concept(distractor))
 
 
 def _name_pairs(rng: random.Random, n: int, names: list[str] | None) -> list[tuple[str, str]]:
@@ -246,16 +261,9 @@ def make_prosqa_problem(
     def name(node: tuple[str, int]) -> str:
         return people[node[1]][L] if node[0] == "p" else words[node[1]][L]
 
-    facts = [_fact(lang, name(a), name(b), a[0] == "p") for a, b in sorted(edges)]
-    rng.shuffle(facts)
-    options = [name(C(target)), name(C(neg_target))]
-    rng.shuffle(options)
-    person = people[who][L]
-    ask = f"{person}は{options[0]}ですか、それとも{options[1]}ですか？" if lang == "ja" else f"Is {person} a {options[0]} or {options[1]}?"
-    steps = [_fact(lang, person, name(C(chain[0])), True)] + [_fact(lang, name(C(a)), name(C(b)), False) for a, b in zip(chain, chain[1:])]
-    answer = _fact(lang, person, name(C(target)), True)
-    meta = {"target": name(C(target)), "distractor": name(C(neg_target)), "style": "prosqa", "facts": len(edges), "symbols": n_symbols}
-    return Problem(" ".join(facts) + " " + ask, steps, answer, lang, ident, hops, meta)
+    facts = [(name(a), name(b), a[0] == "p") for a, b in sorted(edges)]
+    return _render(rng, lang, ident, hops, facts, people[who][L], [name(C(c)) for c in chain], name(C(neg_target)),
+                   style="prosqa", facts=len(edges), symbols=n_symbols)
 
 
 def make_taxonomy_problem(
@@ -293,16 +301,9 @@ def make_taxonomy_problem(
     def name(node: tuple[str, int]) -> str:
         return people[node[1]][L] if node[0] == "p" else words[node[1]][L]
 
-    facts = [_fact(lang, name(a), name(b), a[0] == "p") for a, b in edges]
-    rng.shuffle(facts)
-    target, distractor = name(C(pos[-1])), name(C(neg[-1]))
-    options = [target, distractor]
-    rng.shuffle(options)
-    person = people[who][L]
-    ask = f"{person}は{options[0]}ですか、それとも{options[1]}ですか？" if lang == "ja" else f"Is {person} a {options[0]} or {options[1]}?"
-    steps = [_fact(lang, person, name(C(pos[0])), True)] + [_fact(lang, name(C(a)), name(C(b)), False) for a, b in zip(pos, pos[1:])]
-    meta = {"target": target, "distractor": distractor, "style": "taxonomy", "facts": len(edges), "symbols": len(persons) + len(words)}
-    return Problem(" ".join(facts) + " " + ask, steps, _fact(lang, person, target, True), lang, ident, hops, meta)
+    facts = [(name(a), name(b), a[0] == "p") for a, b in edges]
+    return _render(rng, lang, ident, hops, facts, people[who][L], [name(C(c)) for c in pos], name(C(neg[-1])),
+                   style="taxonomy", facts=len(edges), symbols=len(persons) + len(words))
 
 
 def generate(
