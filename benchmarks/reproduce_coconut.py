@@ -105,9 +105,8 @@ def make_data(out: Path, args, concepts: list[str], people: list[str]) -> dict:
     from latent_gemma_cli.synthetic import generate
 
     hops = tuple(int(x) for x in args.hops.split("-")) if "-" in args.hops else (int(args.hops),) * 2
-    common = dict(lang="en", hops=hops, distractors=args.distractors, branches=args.branches, style=args.style, names=concepts, people=people)
-    if args.one_person:
-        common["one_person"] = True
+    common = dict(lang="en", hops=hops, distractors=args.distractors, branches=args.branches, style=args.style, names=concepts, people=people,
+                  one_person=args.one_person)
     row = lambda p: {"id": p.id, "question": p.question, "steps": p.steps, "answer": p.answer}  # noqa: E731
     train = [row(p) for p in generate(args.train_rows, seed=args.seed * 1000 + 1, **common)]
     seen = {r["question"] for r in train}
@@ -353,22 +352,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def read_questions(path: str) -> list[str]:
-    text = Path(path).read_text(encoding="utf-8")
-    if path.endswith(".json"):
-        return [r["question"] for r in json.loads(text)]
-    return [json.loads(line)["question"] for line in text.splitlines() if line.strip()]
-
-
 def option_rate(report_path: str, data_path: str) -> float | None:
     """Share of answers that name one of the question's two options (the rest can never be right)."""
     import re
 
     from latent_gemma_cli.answers import extract_answer
+    from latent_gemma_cli.datasets import read_dataset
 
     report = json.loads(Path(report_path).read_text(encoding="utf-8"))
     mode = report["modes"][0]
-    questions = read_questions(data_path)
+    questions = [e.question for e in read_dataset(data_path).examples]  # the reader `lgemma eval` indexes into
     hits = total = 0
     for e in report["examples"][mode]:
         m = re.search(r"Is \w+ a (\w+) or (\w+)\?\s*$", questions[e["index"]])
