@@ -58,14 +58,17 @@ def read_prosqa_vocab(prosqa_dir: Path) -> tuple[list[str], list[str]]:
     return concepts, people
 
 
-def build_tokenizer(words: list[str]):
-    """A word-level tokenizer: one id per word, punctuation, '###' and newline; Gemma's special names."""
+def build_tokenizer(words: list[str], newline: bool = True):
+    """A word-level tokenizer: one id per word, punctuation, '###' and (with `newline`) newline; Gemma's special names.
+
+    Without `newline` a newline is whitespace like a space (the vocabulary is the same), so a
+    chain of one-word steps is one token per step."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {t: i for i, t in enumerate(SPECIALS + sorted(set(TEMPLATE_WORDS + words)))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"\n|###|[A-Za-z]+|[^\sA-Za-z]"), behavior="removed", invert=True)
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex((r"\n|" if newline else "") + r"###|[A-Za-z]+|[^\sA-Za-z]"), behavior="removed", invert=True)
     tok.decoder = decoders.WordPiece(prefix="\x00\x00", cleanup=True)  # joins words with spaces, no space before '.'/'?'
     tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])])
     return PreTrainedTokenizerFast(
@@ -106,7 +109,7 @@ def make_data(out: Path, args, concepts: list[str], people: list[str]) -> dict:
 
     hops = tuple(int(x) for x in args.hops.split("-")) if "-" in args.hops else (int(args.hops),) * 2
     common = dict(lang="en", hops=hops, distractors=args.distractors, branches=args.branches, style=args.style, names=concepts, people=people,
-                  one_person=args.one_person)
+                  one_person=args.one_person, steps=args.steps)
     row = lambda p: {"id": p.id, "question": p.question, "steps": p.steps, "answer": p.answer}  # noqa: E731
     train = [row(p) for p in generate(args.train_rows, seed=args.seed * 1000 + 1, **common)]
     seen = {r["question"] for r in train}
@@ -190,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--style", default="prosqa", choices=["prosqa", "taxonomy"],
                     help="prosqa: graphs shaped like the paper's (a search); taxonomy: one parent per concept (a walk)")
     ap.add_argument("--one-person", action="store_true", help="taxonomy: the distractor's chain starts at a concept, not at another person")
+    ap.add_argument("--steps", default="facts", choices=["facts", "concepts"],
+                    help="chain-of-thought steps: the facts used, or only the concepts reached (one word each; newline is then not a token)")
     ap.add_argument("--hops", default="3-6")
     ap.add_argument("--branches", type=int, default=7, help="mean extra reachable concepts per problem")
     ap.add_argument("--distractors", type=int, default=6, help="mean extra unreachable concepts per problem")
@@ -250,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     data = make_data(out, args, concepts, people)
     print(f"data: {data['rows']} rows (hops {args.hops}) in {out / 'data'}", flush=True)
 
-    tok = build_tokenizer(concepts + people)
+    tok = build_tokenizer(concepts + people, newline=args.steps == "facts")
     model = build_model(len(tok), args.hidden, args.layers, args.heads, args.seed)
     base = out / "base"
     model.save_pretrained(base)

@@ -60,6 +60,7 @@ EN_VOWELS = ["a", "e", "i", "o", "u", "oo", "er", "or", "im", "um"]
 JA_ONSETS = ["バ", "ブ", "ダ", "ガ", "グ", "ジャ", "ラ", "ル", "ス", "シュ", "ト", "ワ", "ヤ", "ザ", "ゾ", "カ", "ヴァ", "フ", "プ", "ミ"]
 JA_VOWELS = ["ン", "ー", "ル", "ム", "ロ", "レ", "キ", "ノ", "リ", "ミ"]
 STYLES = ("chain", "prosqa", "taxonomy")
+STEP_FORMATS = ("facts", "concepts")
 PEOPLE = [("Tom", "トム"), ("Sally", "サリー"), ("Bob", "ボブ"), ("Jack", "ジャック"), ("Alex", "アレックス"), ("Max", "マックス")]
 
 
@@ -124,7 +125,8 @@ def _render(
         ask = f"Is {person} a {options[0]} or {options[1]}?"
     steps = [_fact(lang, person, chain[0], True)] + [_fact(lang, a, b, False) for a, b in zip(chain, chain[1:])]
     answer = _fact(lang, person, target, True)
-    return Problem(" ".join(texts) + " " + ask, steps, answer, lang, ident, hops, {"target": target, "distractor": distractor, **meta})
+    return Problem(" ".join(texts) + " " + ask, steps, answer, lang, ident, hops,
+                   {"target": target, "distractor": distractor, "chain": list(chain), **meta})
 
 
 def make_problem(rng: random.Random, hops: int, distractors: int, branches: int, lang: str, ident: str) -> Problem:
@@ -317,6 +319,7 @@ def generate(
     names: list[str] | None = None,
     people: list[str] | None = None,
     one_person: bool = False,
+    steps: str = "facts",
 ) -> Iterator[Problem]:
     """`n` problems (per language with `lang="both"`), reproducible from `seed`.
 
@@ -326,9 +329,14 @@ def generate(
     (not with `style="chain"`; used as-is in both languages).
     `one_person` (taxonomy): the distractor's chain starts at a concept that no fact reaches
     instead of at another person, so the first step has only one person's fact to find.
+    `steps`: "facts" (each step is the fact it uses: "Every felpus is a yumpus.") or "concepts"
+    (each step is only the concept it reaches: "yumpus"; one word, so a small model's chain of
+    thought is one lookup per token and a continuous thought can stand for exactly one step).
     """
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}: {', '.join(STYLES)}")
+    if steps not in STEP_FORMATS:
+        raise ValueError(f"unknown step format {steps!r}: {', '.join(STEP_FORMATS)}")
     if style == "chain" and (names is not None or people is not None):
         raise ValueError("names= and people= need style='prosqa' or 'taxonomy'")
     pairs = [(p, p) for p in dict.fromkeys(people)] if people is not None else None
@@ -343,11 +351,14 @@ def generate(
             rng.setstate(state)  # the same graph in both languages
             ident = f"synth-{seed}-{i:05d}-{code}"
             if style == "prosqa":
-                yield make_prosqa_problem(rng, h, distractors, branches, code, ident, names, pairs)
+                problem = make_prosqa_problem(rng, h, distractors, branches, code, ident, names, pairs)
             elif style == "taxonomy":
-                yield make_taxonomy_problem(rng, h, distractors, code, ident, names, pairs, one_person)
+                problem = make_taxonomy_problem(rng, h, distractors, code, ident, names, pairs, one_person)
             else:
-                yield make_problem(rng, h, distractors, branches, code, ident)
+                problem = make_problem(rng, h, distractors, branches, code, ident)
+            if steps == "concepts":
+                problem.steps = list(problem.meta["chain"])
+            yield problem
 
 
 def reachable(problem_facts: list[tuple[str, str]], start: str) -> set[str]:

@@ -215,3 +215,29 @@ def test_style_arguments_are_checked():
         list(generate(1, names=NAMES))  # names need style="prosqa"
     with pytest.raises(ValueError):
         list(generate(1, style="prosqa", names=NAMES[:3]))  # too few distinct names
+
+
+def test_concept_steps_are_the_chain_the_fact_steps_walk():
+    for style in ("chain", "prosqa", "taxonomy"):
+        facts = list(generate(12, seed=6, lang="both", style=style, hops=(3, 5)))
+        concepts = list(generate(12, seed=6, lang="both", style=style, hops=(3, 5), steps="concepts"))
+        for f, c in zip(facts, concepts):
+            assert (c.question, c.answer) == (f.question, f.answer)
+            assert len(c.steps) == len(f.steps) == c.hops
+            assert c.steps[-1] == c.meta["target"]
+            # each concept step is the object of the matching fact step ("... is a X." / "...はXです。")
+            for word, sentence in zip(c.steps, f.steps):
+                assert sentence.endswith((f" {word}.", f"は{word}です。")), (word, sentence)
+    with __import__("pytest").raises(ValueError):
+        list(generate(1, steps="sentences"))
+
+
+def test_cli_concept_steps(tmp_path):
+    out = tmp_path / "c.jsonl"
+    result = CliRunner().invoke(app, ["synth", "--n", "2", "--style", "taxonomy", "--hops", "3", "--steps", "concepts", "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    for r in map(json.loads, out.read_text(encoding="utf-8").splitlines()):
+        assert len(r["steps"]) == 3 and all(" " not in s for s in r["steps"])
+        assert r["answer"].endswith(f" {r['steps'][-1]}.")
+    bad = CliRunner().invoke(app, ["synth", "--steps", "words"])
+    assert bad.exit_code == 2 and "step" in bad.stderr

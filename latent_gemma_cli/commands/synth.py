@@ -16,14 +16,17 @@ def synth(
     distractors: Annotated[int, typer.Option("--distractors", min=0, help="Random distractor facts on the unreachable side.")] = 8,
     branches: Annotated[int, typer.Option("--branches", min=0, help="Dead-end facts hanging off the gold chain (chain, prosqa).")] = 3,
     style: Annotated[str, typer.Option("--style", help="chain | prosqa (graphs shaped like ProsQA's: a search) | taxonomy (one parent per concept: a walk).")] = "chain",
+    steps: Annotated[str, typer.Option("--steps", help="facts (each step states the fact it uses) | concepts (each step is the concept it reaches, one word).")] = "facts",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Generate multi-hop "Is Tom a A or B?" problems with their reasoning steps and answers."""
     from ..errors import UsageError
-    from ..synthetic import STYLES, generate
+    from ..synthetic import STEP_FORMATS, STYLES, generate
 
     if style not in STYLES:
         raise UsageError(f"unknown style {style!r}", hint=f"use --style {', '.join(STYLES)}")
+    if steps not in STEP_FORMATS:
+        raise UsageError(f"unknown step format {steps!r}", hint=f"use --steps {', '.join(STEP_FORMATS)}")
     if lang not in ("en", "ja", "both"):
         raise UsageError(f"unknown language {lang!r}", hint="use --lang en, ja or both")
     try:
@@ -33,7 +36,7 @@ def synth(
         raise UsageError(f"bad --hops {hops!r}", hint="use N or MIN-MAX, e.g. 3-5") from None
     if not 1 <= span[0] <= span[1]:
         raise UsageError(f"bad --hops {hops!r}: need 1 <= MIN <= MAX")
-    lines = (p.to_json() + "\n" for p in generate(n, seed, lang, span, distractors, branches, style=style))
+    lines = (p.to_json() + "\n" for p in generate(n, seed, lang, span, distractors, branches, style=style, steps=steps))
     if output is None:
         import sys
 
