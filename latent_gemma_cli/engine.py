@@ -178,10 +178,18 @@ class LatentRunner:
         if transform == "identity":
             return hidden
         if transform == "embed_norm":
-            if self._mean_embed_norm is None:
-                norms = self.embedding.weight.float().norm(dim=-1).mean() * self.embed_scale
-                self._mean_embed_norm = float(norms)
-            return hidden * (self._mean_embed_norm / hidden.float().norm(dim=-1, keepdim=True)).to(hidden.dtype)
+            # The target norm is a constant (no gradient). While the embedding trains it is
+            # recomputed every call, so training and inference see the same rule; otherwise
+            # it is computed once (a pass over the whole table, GBs for Gemma).
+            training = torch.is_grad_enabled() and self.embedding.weight.requires_grad
+            if self._mean_embed_norm is None or training:
+                with torch.no_grad():
+                    norms = self.embedding.weight.float().norm(dim=-1).mean() * self.embed_scale
+                self._mean_embed_norm = None if training else float(norms)
+                target = float(norms)
+            else:
+                target = self._mean_embed_norm
+            return hidden * (target / hidden.float().norm(dim=-1, keepdim=True)).to(hidden.dtype)
         raise ValueError(f"unknown feedback transform {transform!r}")
 
     def hidden(self, inputs_embeds: torch.Tensor, cache: Any, **positions: Any) -> torch.Tensor:

@@ -116,12 +116,15 @@ def test_labels_mask_question_markers_and_thoughts(g2):
 # --- the n + 1-pass loss ------------------------------------------------------------------------
 
 
-def naive_loss(model, seq):
+def naive_loss(model, seq, feedback="identity"):
     """Recompute the whole sequence with inputs_embeds for every thought (no cache)."""
     emb = model.get_input_embeddings()
     x = emb(torch.tensor([seq.prompt]))
     for _ in range(seq.num_thoughts):
         h = model.base_model(inputs_embeds=x, use_cache=False).last_hidden_state[:, -1:]
+        if feedback == "embed_norm":  # rescaled to the mean norm of what the embedding module outputs
+            target = (emb.weight.norm(dim=-1).mean() * getattr(emb, "embed_scale", 1.0)).detach()
+            h = h * target / h.norm(dim=-1, keepdim=True)
         x = torch.cat([x, h], dim=1)
     x = torch.cat([x, emb(torch.tensor([seq.tail]))], dim=1)
     logits = model(inputs_embeds=x, use_cache=False).logits[0].float()
@@ -160,6 +163,43 @@ def test_cached_loss_and_grads_equal_naive(request, which, stage):
     assert got.tokens == tokens
     assert abs(float(got.total / got.tokens) - float(want / tokens)) < LOSS_TOL
     _close_grads(got_grads, want_grads)
+
+
+def test_embed_norm_feedback_loss_and_grads_equal_naive(g3):
+    model = g3.model
+    seqs = [_seq(g3, "Is Tom a lempus?", 2), _seq(g3, "Every wumpus is a yumpus. Is Tom a lempus or a gorpus?", 3)]
+    model.zero_grad(set_to_none=True)
+    got = batch_loss(LatentRunner(model), seqs, pad_id=0, feedback="embed_norm")
+    (got.total / got.tokens).backward()
+    got_grads = _grads(model)
+    want = sum(naive_loss(model, s, "embed_norm") for s in seqs)
+    (want / got.tokens).backward()
+    want_grads = _grads(model)
+    assert abs(float(got.total - want)) / got.tokens < LOSS_TOL
+    _close_grads(got_grads, want_grads)
+    with torch.no_grad():
+        plain = batch_loss(LatentRunner(model), seqs, pad_id=0)
+    assert abs(float(plain.total - got.total)) > 1e-3  # the transform is really applied
+
+
+def test_embed_norm_target_follows_the_embedding_while_it_trains(g3):
+    runner = LatentRunner(g3.model)
+    weight = g3.model.get_input_embeddings().weight
+    h = torch.randn(2, weight.shape[1])
+    before = runner.feedback(h, "embed_norm").norm(dim=-1)
+    saved = weight.detach().clone()
+    with torch.no_grad():
+        weight.mul_(2.0)
+    try:
+        after = runner.feedback(h, "embed_norm").norm(dim=-1)  # grad enabled, weight trainable: recomputed
+        assert torch.allclose(after, 2 * before, rtol=1e-4)
+        with torch.no_grad():  # inference: computed once, then cached
+            first = runner.feedback(h, "embed_norm")
+            weight.mul_(0.5)
+            assert torch.equal(runner.feedback(h, "embed_norm"), first)
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
 
 
 def test_padding_does_not_change_the_loss(g3):
@@ -333,6 +373,18 @@ def test_cli_train_lora_then_ask_coconut(tiny_gemma3, tmp_path):
     asked = runner.invoke(app, ["ask", "--mode", "coconut", "--model", str(out), "--max-new-tokens", "3", "--device", "cpu", "--json", "Is Tom a lempus?"])
     data = json.loads(asked.stdout)
     assert data["num_thoughts"] == 2 and data["markers"] == ["<unused0>", "<unused1>"]
+
+
+def test_cli_train_records_the_feedback_transform(tiny_gemma3, tmp_path):
+    train = _write_jsonl(tmp_path / "train.jsonl", _rows(4))
+    out = tmp_path / "trained"
+    args = ["train", "--model", str(tiny_gemma3), "--data", str(train), "--out", str(out), "--stages", "1", "--steps-per-stage", "1",
+            "--batch-size", "2", "--device", "cpu", "--max-length", "128", "-q"]
+    res = CliRunner().invoke(app, args + ["--feedback", "embed_norm"])
+    assert res.exit_code == 0, res.output
+    assert load_model(str(out), device="cpu").spec.feedback == "embed_norm"
+    bad = CliRunner().invoke(app, args + ["--out", str(tmp_path / "other"), "--feedback", "double"])
+    assert bad.exit_code == 2 and "--feedback" in bad.stderr
 
 
 def test_cli_bad_records_fail_or_skip(tiny_gemma2, tmp_path):

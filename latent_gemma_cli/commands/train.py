@@ -47,6 +47,7 @@ def train(
     steps_per_stage: Annotated[Optional[int], typer.Option("--steps-per-stage", help="Optimizer steps per stage, instead of epochs.")] = None,
     final_epochs: Annotated[Optional[int], typer.Option("--final-epochs", help="Length of the final all-latent stage N+1 (epochs, or steps with --steps-per-stage); 0 skips it. [default: as other stages]")] = None,
     mix_prob: Annotated[float, typer.Option("--mix-prob", help="Per-row probability of training at another, earlier stage (the paper's mixing).")] = 0.0,
+    feedback: Annotated[str, typer.Option("--feedback", help="How a thought's last hidden state becomes the next input: identity (the paper's) | embed_norm (rescaled to the mean token-embedding norm). Recorded with the model.")] = "identity",
     lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).")] = 1e-4,
     weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.")] = 0.01,
     warmup_steps: Annotated[int, typer.Option("--warmup-steps", help="Linear LR warm-up steps at the start of each stage.")] = 0,
@@ -75,9 +76,10 @@ def train(
 ) -> None:
     """Train a model for `--mode coconut` with the COCONUT curriculum (see the long help)."""
     from ..errors import UsageError
+    from ..latent_spec import FEEDBACKS
 
     choices = {"--on-bad-record": (on_bad_record, ("skip", "fail")), "--precision": (precision, ("auto", "no", "bf16")),
-               "--device": (device, ("auto", "cpu", "cuda")), "--save-dtype": (save_dtype, ("float32", "bfloat16"))}
+               "--device": (device, ("auto", "cpu", "cuda")), "--feedback": (feedback, FEEDBACKS), "--save-dtype": (save_dtype, ("float32", "bfloat16"))}
     for flag, (value, allowed) in choices.items():
         if value not in allowed:
             raise UsageError(f"{flag} {value!r} is not one of {', '.join(allowed)}")
@@ -107,7 +109,7 @@ def train(
         lora=LoraSettings(lora_r, lora_alpha, lora_dropout) if lora else None,
         gradient_checkpointing=gradient_checkpointing, precision=precision, device=device, on_bad_record=on_bad_record,
         checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume, valid_limit=valid_limit,
-        valid_max_new_tokens=valid_max_new_tokens, save_dtype=save_dtype, max_steps=max_steps,
+        valid_max_new_tokens=valid_max_new_tokens, save_dtype=save_dtype, max_steps=max_steps, feedback=feedback,
     )
     with output.progress() as bar:
         view = _ProgressView(output, bar, log_every)

@@ -42,7 +42,7 @@ def latent_spec(trainer: Any):
         thoughts_per_step=cur.thoughts_per_step,
         num_thoughts=cur.inference_thoughts,
         mode="coconut",
-        feedback="identity",
+        feedback=cfg.feedback,
         base_model=cfg.model,
         curriculum=curriculum,
         training_data_sha256=trainer.data.sha256,

@@ -69,10 +69,12 @@ class TrainConfig:
     save_dtype: str = "float32"
     # Stop after this many optimizer steps in total (testing and smoke runs); a checkpoint is saved.
     max_steps: int | None = None
+    # How a thought's final hidden state becomes the next input (engine.LatentRunner.feedback).
+    feedback: str = "identity"
 
     def fingerprint(self) -> dict:
         """Settings that must match on resume."""
-        keep = ("model", "curriculum", "lr", "weight_decay", "warmup_steps", "batch_size", "grad_accum", "max_length", "seed", "lora", "data_format", "direction", "limit")
+        keep = ("model", "curriculum", "lr", "weight_decay", "warmup_steps", "batch_size", "grad_accum", "max_length", "seed", "lora", "data_format", "direction", "limit", "feedback")
         data = asdict(self)
         return {k: data[k] for k in keep}
 
@@ -138,7 +140,7 @@ class Trainer:
         if cfg.valid or self._valid_dataset is not None:
             vds = self._valid_dataset if self._valid_dataset is not None else data_mod.read(cfg.valid, cfg.data_format, cfg.direction)
             self.valid = vds.examples[: cfg.valid_limit]
-        self.loss_module = self.accelerator.prepare(LatentLossModule(self.model, self.hf, self.pad_id))
+        self.loss_module = self.accelerator.prepare(LatentLossModule(self.model, self.hf, self.pad_id, cfg.feedback))
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
 

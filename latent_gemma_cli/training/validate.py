@@ -27,7 +27,8 @@ def validate(trainer: Any, stage: int) -> dict:
     cur = cfg.curriculum
     n = min(stage, cur.max_stage) * cur.thoughts_per_step
     mode = "off" if stage == 0 else "coconut"
-    spec = LatentSpec(bot=trainer.markers[0], eot=trainer.markers[1], thoughts_per_step=cur.thoughts_per_step, num_thoughts=n)
+    spec = LatentSpec(bot=trainer.markers[0], eot=trainer.markers[1], thoughts_per_step=cur.thoughts_per_step, num_thoughts=n,
+                      feedback=cfg.feedback)
     model = trainer.hf
     was = model.training
     model.eval()
