@@ -159,7 +159,7 @@ def train_cmd(method: str, args, files: dict, base: Path, out: Path) -> list[str
     if method == "coconut":
         cmd += ["--stages", str(args.stages), "-c", str(args.thoughts_per_step), "--steps-per-stage", str(args.steps_per_stage),
                 "--final-epochs", str(args.final_steps if args.final_steps is not None else args.steps_per_stage),
-                "--mix-prob", str(args.mix_prob)]
+                "--mix-prob", str(args.mix_prob), "--feedback", args.feedback]
     else:
         steps = args.baseline_steps
         if method == "cot" and args.cot_steps is not None:
@@ -216,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup-steps", type=int, default=20)
     ap.add_argument("--mix-prob", type=float, default=0.0)
+    ap.add_argument("--feedback", default="identity", choices=["identity", "embed_norm"],
+                    help="COCONUT's thought input: the last hidden state as is, or rescaled to the mean token-embedding norm")
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--valid-limit", type=int, default=30)
     # evaluation
