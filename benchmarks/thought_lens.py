@@ -1,0 +1,82 @@
+"""What do a COCONUT model's continuous thoughts encode? A logit lens on each thought.
+
+For every test problem, run the prompt, `<bot>` and the model's thoughts exactly as `lgemma ask
+--mode coconut` does (the engine's `run_prefix_batch`, the model's own feedback transform), and
+decode each thought's input vector -- the previous position's last hidden state -- with the
+model's LM head. With steps written as concepts (`lgemma synth --steps concepts`), thought j's
+input should name the j-th concept on the gold chain if the model walks the chain in latent space,
+as the paper's analysis of ProsQA thoughts found (continuous thoughts encode the frontier nodes).
+
+Prints, per thought, how often the top-1 token is the gold concept at that step or a gold concept
+of another step (and how many steps ahead or behind), and how often every thought names the gold
+chain in order (at the same step, or one step ahead: a model that already makes one hop while
+reading `<bot>` runs one step ahead).
+
+    python benchmarks/thought_lens.py --model DIR --data test.jsonl [--limit 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="a latent-trained model directory")
+    ap.add_argument("--data", required=True, help="JSON Lines with question and steps (one concept per step)")
+    ap.add_argument("--limit", type=int, default=200)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from latent_gemma_cli.engine import LatentRunner, run_prefix_batch
+    from latent_gemma_cli.loading import load_model
+    from latent_gemma_cli.prompting import prompt_ids
+
+    loaded = load_model(args.model, device="cpu", dtype="float32")
+    model, tok, spec = loaded.model, loaded.tokenizer, loaded.spec
+    if spec is None:
+        ap.error(f"{args.model} has no lgemma_latent.json: not latent-trained")
+    markers = (int(tok.convert_tokens_to_ids(spec.bot)), int(tok.convert_tokens_to_ids(spec.eot)))
+    rows = [json.loads(line) for line in open(args.data, encoding="utf-8") if line.strip()][: args.limit]
+    n = spec.num_thoughts
+    runner = LatentRunner(model)
+    exact = [0] * n
+    elsewhere = [0] * n
+    offsets: list[dict[int, int]] = [{} for _ in range(n)]
+    whole = {0: 0, 1: 0}  # every thought names the gold concept d steps ahead of it
+    with torch.inference_mode():
+        for row in rows:
+            prefix = run_prefix_batch(runner, [prompt_ids(tok, row["question"])], "coconut", n, markers, spec.feedback)
+            top = model.get_output_embeddings()(prefix.thought_inputs[0]).argmax(-1).tolist()
+            words = [tok.convert_ids_to_tokens(t) for t in top]
+            gold = row["steps"]
+            hits = [j < len(gold) and words[j] == gold[j] for j in range(n)]
+            for j in range(n):
+                exact[j] += hits[j]
+                elsewhere[j] += (not hits[j]) and words[j] in gold
+                if words[j] in gold:
+                    k = gold.index(words[j]) - j
+                    offsets[j][k] = offsets[j].get(k, 0) + 1
+            for d in whole:
+                whole[d] += all(words[j] == gold[j + d] for j in range(n) if j + d < len(gold))
+    total = len(rows)
+    print(f"{args.model}: {total} problems, {n} thoughts, feedback {spec.feedback}")
+    print("| thought | top-1 = gold concept at this step | top-1 = a gold concept of another step | steps ahead (+) or behind (-): count |")
+    print("|---|---|---|---|")
+    for j in range(n):
+        shift = ", ".join(f"{k:+d}: {c}" for k, c in sorted(offsets[j].items()) if k)
+        print(f"| {j + 1} | {100 * exact[j] / total:.1f}% | {100 * elsewhere[j] / total:.1f}% | {shift or '-'} |")
+    for d, count in whole.items():
+        print(f"every thought j names gold concept j{'+' + str(d) if d else ''}: {100 * count / total:.1f}% of problems")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
