@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", required=True, help="a latent-trained model directory")
     ap.add_argument("--data", required=True, help="JSON Lines with question and steps (one concept per step)")
     ap.add_argument("--limit", type=int, default=200)
+    ap.add_argument("--report", help="an `lgemma eval --per-example --json` report of this model on --data: accuracy split by whether the chain decodes")
     args = ap.parse_args(argv)
 
     import torch
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     elsewhere = [0] * n
     offsets: list[dict[int, int]] = [{} for _ in range(n)]
     whole = {0: 0, 1: 0}  # every thought names the gold concept d steps ahead of it
+    decoded: dict[str, bool] = {}  # id -> the chain decodes (at either offset)
     with torch.inference_mode():
         for row in rows:
             prefix = run_prefix_batch(runner, [prompt_ids(tok, row["question"])], "coconut", n, markers, spec.feedback)
@@ -64,8 +66,12 @@ def main(argv: list[str] | None = None) -> int:
                 if words[j] in gold:
                     k = gold.index(words[j]) - j
                     offsets[j][k] = offsets[j].get(k, 0) + 1
+            chain = False
             for d in whole:
-                whole[d] += all(words[j] == gold[j + d] for j in range(n) if j + d < len(gold))
+                ok = all(words[j] == gold[j + d] for j in range(n) if j + d < len(gold))
+                whole[d] += ok
+                chain = chain or ok
+            decoded[str(row.get("id"))] = chain
     total = len(rows)
     print(f"{args.model}: {total} problems, {n} thoughts, feedback {spec.feedback}")
     print("| thought | top-1 = gold concept at this step | top-1 = a gold concept of another step | steps ahead (+) or behind (-): count |")
@@ -75,6 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {j + 1} | {100 * exact[j] / total:.1f}% | {100 * elsewhere[j] / total:.1f}% | {shift or '-'} |")
     for d, count in whole.items():
         print(f"every thought j names gold concept j{'+' + str(d) if d else ''}: {100 * count / total:.1f}% of problems")
+    if args.report:
+        report = json.loads(Path(args.report).read_text(encoding="utf-8"))
+        examples = [e for rows_ in report["examples"].values() for e in rows_ if e["id"] in decoded]
+        for flag, label in ((True, "chain decodes"), (False, "chain does not decode")):
+            part = [e for e in examples if decoded[e["id"]] == flag]
+            right = sum(bool(e["correct"]) for e in part)
+            print(f"{label}: {len(part)} problems, answer right in {right} ({100 * right / max(1, len(part)):.1f}%)")
     return 0
 
 
