@@ -179,6 +179,9 @@ def eval_sets(args, files: dict) -> dict[str, tuple[str, int | None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from latent_gemma_cli.latent_spec import FEEDBACKS
+    from latent_gemma_cli.synthetic import STEP_FORMATS
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", default="coconut-run", help="working directory (data, models, logs, results.json)")
     ap.add_argument("--quick", action="store_true", help="smoke-run preset: tiny model, data and steps (a few minutes)")
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--style", default="prosqa", choices=["prosqa", "taxonomy"],
                     help="prosqa: graphs shaped like the paper's (a search); taxonomy: one parent per concept (a walk)")
     ap.add_argument("--one-person", action="store_true", help="taxonomy: the distractor's chain starts at a concept, not at another person")
-    ap.add_argument("--steps", default="facts", choices=["facts", "concepts"],
+    ap.add_argument("--steps", default="facts", choices=STEP_FORMATS,
                     help="chain-of-thought steps: the facts used, or only the concepts reached (one word each; newline is then not a token)")
     ap.add_argument("--hops", default="3-6")
     ap.add_argument("--branches", type=int, default=7, help="mean extra reachable concepts per problem")
@@ -216,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup-steps", type=int, default=20)
     ap.add_argument("--mix-prob", type=float, default=0.0)
-    ap.add_argument("--feedback", default="identity", choices=["identity", "embed_norm"],
+    ap.add_argument("--feedback", default="identity", choices=FEEDBACKS,
                     help="COCONUT's thought input: the last hidden state as is, or rescaled to the mean token-embedding norm")
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--valid-limit", type=int, default=30)

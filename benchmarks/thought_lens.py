@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     model, tok, spec = loaded.model, loaded.tokenizer, loaded.spec
     if spec is None:
         ap.error(f"{args.model} has no lgemma_latent.json: not latent-trained")
-    markers = (int(tok.convert_tokens_to_ids(spec.bot)), int(tok.convert_tokens_to_ids(spec.eot)))
+    runner = LatentRunner(model)
+    markers = (runner.token_ids(tok, spec.bot), runner.token_ids(tok, spec.eot))
     rows = [json.loads(line) for line in open(args.data, encoding="utf-8") if line.strip()][: args.limit]
     n = spec.num_thoughts
-    runner = LatentRunner(model)
     exact = [0] * n
     elsewhere = [0] * n
     offsets: list[dict[int, int]] = [{} for _ in range(n)]

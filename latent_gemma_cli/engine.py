@@ -139,7 +139,7 @@ class LatentRunner:
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
         scale = getattr(self.embedding, "embed_scale", None)
         self.embed_scale = float(scale) if scale is not None else 1.0
-        self._mean_embed_norm: float | None = None
+        self._mean_embed_norm: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
@@ -182,13 +182,12 @@ class LatentRunner:
             # recomputed every call, so training and inference see the same rule; otherwise
             # it is computed once (a pass over the whole table, GBs for Gemma).
             training = torch.is_grad_enabled() and self.embedding.weight.requires_grad
-            if self._mean_embed_norm is None or training:
-                with torch.no_grad():
-                    norms = self.embedding.weight.float().norm(dim=-1).mean() * self.embed_scale
-                self._mean_embed_norm = None if training else float(norms)
-                target = float(norms)
-            else:
-                target = self._mean_embed_norm
+            target = None if training else self._mean_embed_norm
+            if target is None:
+                with torch.no_grad():  # a 0-d tensor on the device: no host sync per thought
+                    target = self.embedding.weight.float().norm(dim=-1).mean() * self.embed_scale
+                if not training:
+                    self._mean_embed_norm = target
             return hidden * (target / hidden.float().norm(dim=-1, keepdim=True)).to(hidden.dtype)
         raise ValueError(f"unknown feedback transform {transform!r}")
 
