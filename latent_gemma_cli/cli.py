@@ -15,7 +15,7 @@ import typer
 
 from . import __version__
 from .completion import complete_language
-from .errors import EXIT_INTERRUPTED, EXIT_RUNTIME, LgemmaError
+from .errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_TERMINATED, LgemmaError, Terminated
 from .options import (
     DeviceOpt,
     DtypeOpt,
@@ -35,7 +35,7 @@ from .options import (
 EXIT_CODES_HELP = (
     "Exit codes: 0 success, 1 runtime error, 2 usage error or bad input, "
     "3 model not available locally, 4 authentication or licence needed, 5 network unreachable, "
-    "6 disk full, 7 model or revision not found on the hub, 130 interrupted."
+    "6 disk full, 7 model or revision not found on the hub, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."
 )
 
 
@@ -79,18 +79,48 @@ def guarded(func: Callable) -> Callable:
         except LgemmaError as exc:
             Output().error(exc.message, exc.hint)
             raise typer.Exit(exc.exit_code) from None
+        except Terminated:
+            Output().error("terminated")
+            raise typer.Exit(EXIT_TERMINATED) from None
         except KeyboardInterrupt:
             Output().error("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
+        except OSError as exc:
+            known = os_error(exc)
+            if known is None:
+                raise _unexpected(exc) from None
+            Output().error(known.message, known.hint)
+            raise typer.Exit(known.exit_code) from None
         except Exception as exc:  # a bug or an unforeseen failure: one line, unless debugging
-            if os.environ.get("LGEMMA_DEBUG"):
-                raise
-            Output().error(f"unexpected {type(exc).__name__}: {exc}".splitlines()[0], hint="set LGEMMA_DEBUG=1 to see the traceback, and please report it")
-            raise typer.Exit(EXIT_RUNTIME) from None
+            raise _unexpected(exc) from None
 
     return wrapper
+
+
+def _unexpected(exc: Exception) -> typer.Exit:
+    from .render import Output
+
+    if os.environ.get("LGEMMA_DEBUG"):
+        raise exc
+    Output().error(f"unexpected {type(exc).__name__}: {exc}".splitlines()[0], hint="set LGEMMA_DEBUG=1 to see the traceback, and please report it")
+    return typer.Exit(EXIT_RUNTIME)
+
+
+def os_error(exc: OSError) -> LgemmaError | None:
+    """A project error for the file-system failures anyone can run into (disk full, read-only or
+    missing directories, permissions), naming the file; None for anything else."""
+    import errno
+
+    from .errors import DiskFullError
+
+    where = exc.filename or "a file"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"disk full while writing {where}", hint="free some space and run the command again")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ENAMETOOLONG):
+        return LgemmaError(f"{where}: {exc.strerror}", hint="check the path and its permissions (lgemma's own files live under LGEMMA_HOME)")
+    return None
 
 
 def _version(value: bool) -> None:
@@ -213,12 +243,23 @@ from .commands import train as _train  # noqa: E402
 app.command("train", help=_train.TRAIN_HELP)(guarded(_train.train))
 
 
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main() -> None:
     """Console-script entry point."""
+    import signal
+
+    # SIGTERM takes the Ctrl-C path (temporary files removed, training checkpointed), exit 143.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         # A fixed program name keeps usage lines and the completion variable (_LGEMMA_COMPLETE)
         # the same under `python -m latent_gemma_cli`.
         app(prog_name="lgemma")
+    except Terminated:
+        sys.stderr.write("error: terminated\n")
+        raise SystemExit(EXIT_TERMINATED) from None
     except KeyboardInterrupt:  # interrupted outside a guarded command (e.g. during import)
         sys.stderr.write("error: interrupted\n")
         raise SystemExit(EXIT_INTERRUPTED) from None

@@ -25,6 +25,7 @@ given; that is the invariant the tests check with a hook.
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,10 @@ from .sampling import margins, select_next, top_p_filter
 
 MODES = ("coconut", "soft", "off")
 DEFAULT_SOFT_THOUGHTS = 4
+# CoT-decoding needs a handful of branches (the paper uses 10); each one is a full copy of the
+# KV cache, so a typo such as --paths 100000 would exhaust memory before failing.
+MAX_PATHS = 64
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes an unsigned 64-bit seed
 
 
 @dataclass
@@ -59,16 +64,19 @@ class Settings:
     def validate(self) -> None:
         if self.mode not in MODES:
             raise UsageError(f"unknown mode {self.mode!r}", hint=f"use one of: {', '.join(MODES)}")
-        if self.paths < 1:
-            raise UsageError("--paths must be at least 1")
+        if not 1 <= self.paths <= MAX_PATHS:
+            raise UsageError(f"--paths {self.paths} is out of range: use 1 to {MAX_PATHS}")
         if self.max_new_tokens < 1:
             raise UsageError("--max-new-tokens must be at least 1")
         if self.num_thoughts is not None and self.num_thoughts < 0:
             raise UsageError("--thoughts must be 0 or more")
-        if self.temperature < 0:
-            raise UsageError("--temperature must be 0 (greedy) or more")
-        if not 0 < self.top_p <= 1:
-            raise UsageError("--top-p must be in (0, 1]")
+        # `not x >= 0` is also true for NaN, which every ordered comparison lets through.
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise UsageError(f"--temperature {self.temperature} is not valid: use 0 (greedy) or a finite positive number")
+        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
+            raise UsageError(f"--top-p {self.top_p} is not valid: use a number in (0, 1]")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"--seed {self.seed} is out of range: use 0 to 2**64-1 ({MAX_SEED})")
 
 
 @dataclass
@@ -429,6 +437,9 @@ def generate_batch(
     """`generate` for several prompts in one left-padded batch (k paths each); timings are the batch's."""
     settings.validate()
     runner = runner or LatentRunner(model)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    if settings.paths > vocab:
+        raise UsageError(f"--paths {settings.paths} is more than the model's vocabulary of {vocab} tokens: use 1 to {min(vocab, MAX_PATHS)}")
     n, markers, feedback = resolve_thoughts(settings, spec)
     marker_ids = (runner.token_ids(tokenizer, markers[0]), runner.token_ids(tokenizer, markers[1])) if markers else None
     context = getattr(model.config, "max_position_embeddings", None)

@@ -3,10 +3,13 @@
 Exit codes follow the project's command-line conventions:
 0 success, 1 runtime error, 2 usage error, 3 model not available locally,
 4 authentication or licence needed, 5 network unreachable, 6 disk full,
-7 model or revision not found on the hub, 130 interrupted.
+7 model or revision not found on the hub, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
+
+import os
+import re
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -17,6 +20,28 @@ EXIT_NETWORK = 5
 EXIT_DISK_FULL = 6
 EXIT_REMOTE_NOT_FOUND = 7
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells report for a terminated process
+
+# Credentials a URL may carry (`https://user:password@host/`), and Hugging Face access tokens.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+_HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{8,}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+
+
+def redact(text: str) -> str:
+    """`text` without secrets: URL user:password parts, hub tokens and the HF_TOKEN value masked."""
+    text = _URL_USERINFO.sub(r"\1***@", text)
+    text = _HF_TOKEN.sub("hf_***", text)
+    token = os.environ.get("HF_TOKEN", "").strip()
+    if len(token) >= 8:
+        text = text.replace(token, "***")
+    return text
+
+
+def one_line(text: str) -> str:
+    """A message safe to print as one line: secrets masked, control characters (a newline in a
+    file or model name could forge an `error:` line) shown escaped."""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), redact(text))
 
 
 class LgemmaError(Exception):
@@ -28,6 +53,11 @@ class LgemmaError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so the same clean-up runs (temporary files
+    removed, a training checkpoint saved); it exits 143 instead of 130."""
 
 
 class UsageError(LgemmaError):
@@ -44,6 +74,11 @@ class ModelNotFoundError(LgemmaError):
     """The model is neither a local directory nor in the Hugging Face cache."""
 
     exit_code = EXIT_MODEL_MISSING
+
+
+class BrokenModelError(LgemmaError):
+    """A model directory that cannot be used as it is: no tokenizer, corrupt weights, a malformed
+    latent description. The message names the file; exit 1 (runtime error, e.g. a corrupt file)."""
 
 
 class NotLatentTrainedError(UsageError):

@@ -14,15 +14,24 @@ DEFAULT_MAX_INPUT_BYTES = 10 * 1024 * 1024
 
 
 def max_input_bytes() -> int:
+    """The input size limit: LGEMMA_MAX_INPUT_BYTES (a positive number of bytes) or 10 MB."""
     import os
 
-    value = os.environ.get("LGEMMA_MAX_INPUT_BYTES")
-    return int(value) if value and value.isdigit() else DEFAULT_MAX_INPUT_BYTES
+    value = os.environ.get("LGEMMA_MAX_INPUT_BYTES", "").strip()
+    if not value:
+        return DEFAULT_MAX_INPUT_BYTES
+    if not value.isascii() or not value.isdigit() or int(value) < 1:
+        raise UsageError(
+            f"LGEMMA_MAX_INPUT_BYTES={value!r} is not a positive whole number of bytes",
+            hint="e.g. LGEMMA_MAX_INPUT_BYTES=20000000 for 20 MB, or unset it for the 10 MB default",
+        )
+    return int(value)
 
 
 def decode_text(data: bytes, name: str) -> str:
     """UTF-8 text of `data`, refusing binary content and invalid bytes with a message naming `name`."""
-    if b"\x00" in data[:8192]:
+    # The whole input, not a prefix: it is at most the input limit, and a NUL anywhere is binary.
+    if b"\x00" in data:
         raise InputError(f"{name}: looks like a binary file (NUL bytes); lgemma reads UTF-8 text")
     try:
         text = data.decode("utf-8-sig")
@@ -71,7 +80,11 @@ def question_from(argument: str | None, stdin: BinaryIO | None = None, piped: bo
     """
     if piped is None:
         piped = stdin_is_piped()
-    stream = stdin if stdin is not None else sys.stdin.buffer
+    # With stdin closed (`lgemma ask "..." <&-`) Python sets sys.stdin to None: an argument alone
+    # still works, and reading the question from stdin is a usage error, not a crash.
+    stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
+    if stream is None and (argument is None or argument == "-"):
+        raise UsageError("no question given and stdin is closed", hint='pass the question as an argument: lgemma ask "..."')
     if argument == "-":
         text = read_stream(stream)
         return _non_empty(text, "<stdin>"), None

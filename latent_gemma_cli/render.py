@@ -37,9 +37,12 @@ class Output:
 
     # stderr -------------------------------------------------------------------------------
     def error(self, message: str, hint: str | None = None) -> None:
-        self.err.print(f"error: {message}", markup=False, style="bold red" if self.fancy else None)
+        """One `error:` line (and a `hint:` line): secrets masked, control characters escaped."""
+        from .errors import one_line
+
+        self.err.print(f"error: {one_line(message)}", markup=False, style="bold red" if self.fancy else None)
         if hint:
-            self.err.print(f"hint: {hint}", markup=False, style="yellow" if self.fancy else None)
+            self.err.print(f"hint: {one_line(hint)}", markup=False, style="yellow" if self.fancy else None)
 
     def warn(self, message: str) -> None:
         if not self.quiet:
