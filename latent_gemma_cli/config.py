@@ -142,9 +142,8 @@ def write_value(key: str, value: str | None) -> Path:
         data.pop(key, None)
     else:
         data[key] = parse_value(key, value, "config set")
+    from .files import write_text_atomic
+
     path = config_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps({k: v for k, v in data.items() if v is not None}), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, tomli_w.dumps({k: v for k, v in data.items() if v is not None}))
     return path

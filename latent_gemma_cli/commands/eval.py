@@ -7,31 +7,12 @@ rapidfuzz are imported inside the command so `lgemma --help` stays fast.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 DEFAULT_MODES = "off,soft,coconut"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        # mkstemp creates the file 0600; give the report the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -150,6 +131,8 @@ def eval_command(
     out = Output(quiet=quiet)
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")
+    if out_file is not None and out_file.is_dir():
+        raise UsageError(f"--out {out_file} is a directory; it takes the report's file name", hint=f"for example --out {out_file / 'report.json'}")
     if direction not in ("ja-en", "en-ja"):
         raise UsageError(f"unknown direction {direction!r}", hint="use --direction ja-en or en-ja")
     if predictions is None and model is None:
@@ -215,7 +198,9 @@ def eval_command(
     )
     show_summary(out, report)
     if out_file is not None:
-        write_atomic(out_file, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+        from ..files import write_text_atomic
+
+        write_text_atomic(out_file, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
         out.info(f"report written to {out_file}")
     if json_out:
         out.json(report)

@@ -43,7 +43,6 @@ def synth(
         for line in lines:
             sys.stdout.write(line)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.part")
-    tmp.write_text("".join(lines), encoding="utf-8")
-    tmp.replace(output)
+    from ..files import write_text_atomic
+
+    write_text_atomic(output, "".join(lines))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Iterator, Optional, TextIO
+from typing import Annotated, Optional
 
 import typer
 
@@ -15,19 +13,36 @@ from ..options import DeviceOpt, DtypeOpt, JsonOpt, MaxNewOpt, ModelOpt, ModeOpt
 from ..completion import complete_language
 
 
-@contextmanager
-def atomic_output(path: Path) -> Iterator[TextIO]:
-    """Write to a temporary file beside `path` and rename it over `path` only on success,
-    so an error or Ctrl-C never leaves a partial file in place of an existing one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yield handle
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def output_targets(names: list[str], output: Path) -> list[Path]:
+    """Where each input's translation goes with `-o OUTPUT`; refuses any plan that loses data.
+
+    With several inputs (or an existing directory) each input goes to OUTPUT/<its file name>.
+    An output that is one of the inputs, or that two inputs would both write, is a usage error
+    naming the files, raised before anything is written.
+    """
+    from ..errors import UsageError
+
+    to_dir = len(names) > 1 or output.is_dir()
+    if len(names) > 1 and output.exists() and not output.is_dir():
+        raise UsageError(f"{output}: with several input files, -o must be a directory")
+    targets = [output / (Path(n).name if n != "-" else "stdin.txt") if to_dir else output for n in names]
+    inputs = {os.path.realpath(n): n for n in names if n != "-"}
+    clobbered = [f"{inputs[os.path.realpath(t)]}" for t in targets if os.path.realpath(t) in inputs]
+    if clobbered:
+        raise UsageError(
+            f"-o {output} would overwrite the input file(s) {', '.join(clobbered)}",
+            hint="write the translations to another file or directory",
+        )
+    seen: dict[str, str] = {}
+    for name, target in zip(names, targets):
+        key = os.path.realpath(target)
+        if key in seen:
+            raise UsageError(
+                f"-o {output}: {seen[key]} and {name} would both be written to {target}",
+                hint="translate them into different directories (one run per directory)",
+            )
+        seen[key] = name
+    return targets
 
 
 def _read_inputs(files: list[str]) -> list[tuple[str, str | None, Exception | None]]:
@@ -59,7 +74,7 @@ def translate(
     source: Annotated[str, typer.Option("--from", autocompletion=lambda incomplete: [c for c in ("auto", "ja", "en") if c.startswith(incomplete)], help="Source language: auto | ja | en.")] = "auto",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (written atomically), or a directory for several files.")] = None,
     headers: Annotated[bool, typer.Option("--headers", help="With several files on stdout, print a `==> FILE <==` header before each.")] = False,
-    max_chunk_tokens: Annotated[Optional[int], typer.Option("--max-chunk-tokens", help="Largest chunk sent to the model, in tokens. [default: min(200, context/4)]")] = None,
+    max_chunk_tokens: Annotated[Optional[int], typer.Option("--max-chunk-tokens", min=1, help="Largest chunk sent to the model, in tokens. [default: min(200, context/4)]")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Chunks translated together in one batch.")] = 8,
     model: ModelOpt = None,
     mode: ModeOpt = None,
@@ -81,15 +96,15 @@ def translate(
     skipped; the others are still translated, and the exit code is that of the first failure.
     """
     from ..cli import generation_settings, load
-    from ..errors import InputError, UsageError
+    from ..errors import InputError
+    from ..files import atomic_write
     from ..render import Output
     from ..translation import plan, resolve_languages
 
     out = Output(quiet=quiet, show_trace=trace and not json_out)
     inputs = _read_inputs(list(files or []))
     several = len(inputs) > 1
-    if output is not None and several and output.exists() and not output.is_dir():
-        raise UsageError(f"{output}: with several input files, -o must be a directory")
+    targets = output_targets([n for n, _, _ in inputs], output) if output is not None else None
     for name, _, error in inputs:
         if error is not None:
             out.error(getattr(error, "message", str(error)))
@@ -99,7 +114,8 @@ def translate(
         settings = generation_settings(mode, thoughts, paths, max_new_tokens, temperature, top_p, seed)
         settings.validate()
         loaded = load(model, device, dtype)
-        for number, (name, text) in enumerate(good):
+        good_targets = [t for t, (_, _, e) in zip(targets or [None] * len(inputs), inputs) if e is None]
+        for number, ((name, text), target_path) in enumerate(zip(good, good_targets)):
             src, tgt, detected = resolve_languages(text, source, to)
             segments = plan(loaded, text, tgt, max_chunk_tokens)
             if max_new_tokens is None:
@@ -114,8 +130,7 @@ def translate(
                     out.result(f"{'' if number == 0 else chr(10)}==> {label} <==")
                 _run_file(loaded, segments, src, tgt, settings, out, label, sys.stdout, json_out, True, batch_size)
             else:
-                target_path = output / (Path(name).name if name != "-" else "stdin.txt") if (several or output.is_dir()) else output
-                with atomic_output(target_path) as handle:
+                with atomic_write(target_path) as handle:
                     _run_file(loaded, segments, src, tgt, settings, out, label, handle, json_out, False, batch_size)
     if failures:
         names = ", ".join("<stdin>" if n == "-" else n for n, _ in failures)
