@@ -90,6 +90,24 @@ def train(
         raise UsageError("--stages must be 0 or more and each stage at least 1 epoch or step")
     if not 0 <= mix_prob < 1:
         raise UsageError("--mix-prob must be in [0, 1)")
+    import math
+
+    # Checked here, before the model loads and before --out is created: AdamW would only refuse
+    # them after both, and a NaN would train silently.
+    for flag, value, low, open_low in (("--lr", lr, 0.0, True), ("--weight-decay", weight_decay, 0.0, False), ("--max-grad-norm", max_grad_norm, 0.0, False),
+                                       ("--lora-dropout", lora_dropout, 0.0, False)):
+        if not math.isfinite(value) or value < low or (open_low and value == low):
+            raise UsageError(f"{flag} {value} is not valid: use a finite number {'>' if open_low else '>='} {low:g}")
+    if lora_dropout >= 1:
+        raise UsageError(f"--lora-dropout {lora_dropout} is not valid: use a number in [0, 1)")
+    for flag, value, low in (("--warmup-steps", warmup_steps, 0), ("--lora-r", lora_r, 1), ("--lora-alpha", lora_alpha, 1), ("--valid-limit", valid_limit, 1),
+                             ("--valid-max-new-tokens", valid_max_new_tokens, 1), ("--checkpoint-every", checkpoint_every, 0), ("--keep-checkpoints", keep_checkpoints, 0),
+                             ("--log-every", log_every, 1), ("--final-epochs", final_epochs if final_epochs is not None else 0, 0),
+                             ("--max-steps", max_steps if max_steps is not None else 1, 1), ("--limit", limit if limit is not None else 1, 1)):
+        if value < low:
+            raise UsageError(f"{flag} {value} is not valid: use an integer >= {low}")
+    if not 0 <= seed <= 2**64 - 1:
+        raise UsageError(f"--seed {seed} is out of range: use 0 to 2**64-1")
 
     from .. import config as lg_config
     from ..cli import _quiet_libraries

@@ -56,19 +56,83 @@ def save(
     rng: dict[str, Any],
     state: dict[str, Any],
 ) -> Path:
-    """Write one process's share of a checkpoint; rank 0 writes weights, optimizer and state last."""
+    """Write one process's share of a checkpoint; rank 0 writes weights, optimizer and state last.
+
+    A disk that fills up mid-write (torch and safetensors report it as RuntimeError or their own
+    error, not always as OSError) becomes DiskFullError; the partial directory is removed, and
+    the previous checkpoints stay as they were.
+    """
     from safetensors.torch import save_file
 
-    directory.mkdir(parents=True, exist_ok=True)
-    torch.save(rng, directory / f"rng-{rank}.pt")
-    if rank == 0:
-        save_file(trainable, str(directory / "trainable.safetensors"))
-        torch.save(optimizer.state_dict(), directory / "optimizer.pt")
-        torch.save(scheduler.state_dict(), directory / "scheduler.pt")
-        tmp = directory / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(directory / STATE_FILE)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(rng, directory / f"rng-{rank}.pt")
+        if rank == 0:
+            save_file(trainable, str(directory / "trainable.safetensors"))
+            torch.save(optimizer.state_dict(), directory / "optimizer.pt")
+            torch.save(scheduler.state_dict(), directory / "scheduler.pt")
+            tmp = directory / (STATE_FILE + ".tmp")
+            tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+            tmp.replace(directory / STATE_FILE)
+    except Exception as exc:
+        if not disk_full(exc, directory):
+            raise
+        from ..errors import DiskFullError
+
+        if rank == 0:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise DiskFullError(
+            f"disk full while writing the checkpoint {directory}; earlier checkpoints are kept",
+            hint="free some space, then continue with --resume auto",
+        ) from None
     return directory
+
+
+def disk_full(exc: BaseException, where: Path) -> bool:
+    """Whether a failed write failed for lack of space (ENOSPC anywhere in the chain, or a write
+    error from a library that hides the errno while the disk has under 1 MiB free)."""
+    import errno
+
+    seen, visited = exc, set()
+    while seen is not None and id(seen) not in visited:
+        visited.add(id(seen))
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if "no space left" in str(exc).lower():
+        return True
+    # torch.save on a full disk says only "unexpected pos 704 vs 598": ask the disk.
+    if isinstance(exc, (OSError, RuntimeError)) or type(exc).__name__ == "SafetensorError":
+        probe = Path(where)
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            return shutil.disk_usage(probe).free < (1 << 20)
+        except OSError:
+            return False
+    return False
+
+
+def truncate_metrics(out: Path, step: int) -> None:
+    """Drop the records after `step` from OUT/metrics.jsonl: after kill -9 the file holds steps
+    past the checkpoint being resumed, which the resumed run writes again."""
+    path = Path(out) / "metrics.jsonl"
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut off by the kill
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] > step:
+            continue
+        kept.append(line)
+    tmp = path.with_name(".metrics.jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    tmp.replace(path)
 
 
 def read_state(directory: Path) -> dict[str, Any]:

@@ -70,13 +70,15 @@ def prepare(
     # Room the longest layout needs besides the target: markers, N*c thoughts, and one target token.
     reserve = 2 + curriculum.max_stage * curriculum.thoughts_per_step + 1
     for i, ex in enumerate(dataset.examples):
-        line = getattr(ex, "line", None) or getattr(ex, "id", None)
+        # file:line where the format has lines; otherwise the record's id (or its position).
+        line = getattr(ex, "line", None)
+        where = "" if line is not None else f"record {getattr(ex, 'id', None) or i + 1}: "
         if not str(ex.question or "").strip() or not str(ex.answer or "").strip():
-            problems.append(Problem(dataset.path, line, f"row {i + 1}: empty question or answer"))
+            problems.append(Problem(dataset.path, line, f"{where}empty question or answer"))
             continue
         ids = example_prompt(tokenizer, ex)
         if len(ids) + reserve > max_length:
-            problems.append(Problem(dataset.path, line, f"row {i + 1}: prompt of {len(ids)} tokens does not fit --max-length {max_length} with {reserve - 3} thoughts"))
+            problems.append(Problem(dataset.path, line, f"{where}prompt of {len(ids)} tokens does not fit --max-length {max_length} with {reserve - 3} thoughts"))
             continue
         examples.append(ex)
         prompts.append(ids)

@@ -17,6 +17,32 @@ from typing import Any
 FINGERPRINTS_FILE = "train_fingerprints.json"
 
 
+def check_out_dir(out: str | Path, model_path: str | Path | None = None) -> None:
+    """Refuse an --out that training would damage, before anything is loaded or written.
+
+    Training writes checkpoints, metrics and, at the end, a whole model directory into --out, so
+    --out must not be the base model's directory (its weights would be replaced), a file, or a
+    non-empty directory that holds no lgemma checkpoints (someone's other files).
+    """
+    import os
+
+    from ..errors import UsageError
+    from .checkpoint import checkpoints_dir
+
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; training writes a directory", hint="choose a new directory for --out")
+    if not out.is_dir():
+        return
+    if model_path is not None and Path(model_path).is_dir() and os.path.samefile(out, model_path):
+        raise UsageError(f"--out {out} is the base model's directory; training would overwrite its weights", hint="choose a new directory for --out")
+    if any(out.iterdir()) and not checkpoints_dir(out).is_dir():
+        raise UsageError(
+            f"--out {out} is not empty and holds no lgemma training checkpoints; it would be overwritten",
+            hint="choose a new or empty directory for --out (an earlier run's --out continues with --resume auto)",
+        )
+
+
 def latent_spec(trainer: Any):
     from ..latent_spec import LatentSpec
 

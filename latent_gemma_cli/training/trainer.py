@@ -111,8 +111,12 @@ class Trainer:
         from .forward import LatentLossModule, enable_mlp_checkpointing
         from .prepare import apply_lora, hf_model, setup_markers
 
+        from ..loading import resolve_model_path
+        from .output import check_out_dir
+
         cfg = self.config
         cfg.curriculum.validate()
+        check_out_dir(cfg.out, resolve_model_path(cfg.model))
         precision = cfg.precision
         if precision == "auto":
             precision = "bf16" if torch.cuda.is_available() and cfg.device != "cpu" and torch.cuda.is_bf16_supported() else "no"
@@ -270,6 +274,8 @@ class Trainer:
 
             load_trainable_state(self.model, loaded["trainable"])
             global_step, start_stage, start_step = state["global_step"], state["stage"], state["stage_step"]
+            if acc.is_main_process:
+                checkpoint.truncate_metrics(self.out, global_step)
             self._emit(event="resume", path=str(path), step=global_step, stage=start_stage)
         stages = cfg.curriculum.stages()
         total_steps = sum(self.stage_steps(s) for s in stages)
@@ -345,7 +351,15 @@ class Trainer:
                 metrics.close()
         acc.wait_for_everyone()
         if completed and acc.is_main_process:
-            save_final(self)
+            try:
+                save_final(self)
+            except Exception as exc:
+                if not checkpoint.disk_full(exc, self.out):
+                    raise
+                from ..errors import DiskFullError
+
+                raise DiskFullError(f"disk full while writing the trained model into {self.out}; the last checkpoint is kept",
+                                    hint="free some space, then run the same command with --resume auto to write it") from None
             self._emit(event="done", out=str(self.out), steps=global_step)
         acc.wait_for_everyone()
         return TrainResult(self.out, global_step, last_loss, summaries, completed)
