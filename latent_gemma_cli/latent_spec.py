@@ -44,9 +44,32 @@ class LatentSpec:
         path = Path(directory) / LATENT_FILE
         if not path.is_file():
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ValueError("not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         spec = cls(**known)
-        if spec.feedback not in FEEDBACKS:
-            raise ValueError(f"{path}: unknown feedback {spec.feedback!r}")
+        spec.check()
         return spec
+
+    def check(self) -> None:
+        """Raise ValueError naming the first field whose value cannot work."""
+        for name in ("bot", "eot", "mode", "feedback"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        for name, low in (("thoughts_per_step", 1), ("num_thoughts", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.feedback not in FEEDBACKS:
+            raise ValueError(f"unknown feedback {self.feedback!r} (known: {', '.join(FEEDBACKS)})")
+        if self.bot == self.eot:
+            raise ValueError(f"bot and eot must be different tokens, both are {self.bot!r}")
+        if not isinstance(self.curriculum, dict):
+            raise ValueError(f"curriculum must be an object, got {type(self.curriculum).__name__}")

