@@ -79,7 +79,10 @@ def segment_document(
     """Segments of `text`, one per line, in order."""
     segments: list[Segment] = []
     in_code = False
-    for line in text.splitlines():
+    # "\n" only (and "\r\n"): U+2028 and friends are characters of a line, not line breaks,
+    # so the output keeps exactly the input's line structure.
+    lines = text.replace("\r\n", "\n").split("\n") if text else []
+    for line in lines[:-1] if text.endswith("\n") else lines:
         if FENCE.match(line):
             segments.append(Segment(line, "code"))
             in_code = not in_code

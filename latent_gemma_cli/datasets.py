@@ -60,6 +60,9 @@ class Example:
     lang: str | None = None
     # Every acceptable answer when the data has several (JSQuAD); `answer` is the first.
     references: list[str] | None = None
+    # The line of the file the row starts on (None where the format has no line per row), so
+    # problems found later (training's length check) are reported as file:line too.
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -181,10 +184,12 @@ class _Collector:
     def full(self) -> bool:
         return self.limit is not None and len(self.examples) >= self.limit
 
-    def add(self, examples: list[Example]) -> None:
+    def add(self, examples: list[Example], line: int | None = None) -> None:
         for ex in examples:
             if self.full:
                 return
+            if line is not None:
+                ex.line = line
             self.examples.append(ex)
 
     def problem(self, line: int | None, message: str) -> None:
@@ -305,8 +310,18 @@ def _from_jcommonsenseqa(record: dict) -> list[Example]:
 _LINE_READERS = {"jsonl": _from_qa, "instruction": _from_instruction, "jcommonsenseqa": _from_jcommonsenseqa}
 
 
+def text_lines(text: str) -> list[str]:
+    """The lines of a text file as editors and JSON Lines count them: split on "\\n" only (a
+    trailing "\\r" dropped). `str.splitlines()` also splits on U+2028, U+2029, U+0085 and other
+    separators that `json.dumps(ensure_ascii=False)` writes raw inside strings."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def _json_lines(text: str) -> Iterator[tuple[int, str]]:
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text_lines(text), start=1):
         if line.strip():
             yield number, line
 
@@ -324,7 +339,7 @@ def _read_lines(text: str, reader, out: _Collector) -> None:
             out.problem(number, f"expected a JSON object, got {type(record).__name__}")
             continue
         try:
-            out.add(reader(record))
+            out.add(reader(record), number)
         except _BadRecord as exc:
             out.problem(number, str(exc))
 
@@ -369,7 +384,7 @@ def _read_coconut(text: str, out: _Collector) -> None:
             out.problem(line, f"record {index}: expected a JSON object, got {type(record).__name__}")
             continue
         try:
-            out.add(_from_qa(record))
+            out.add(_from_qa(record), line)
         except _BadRecord as exc:
             out.problem(line, f"record {index}: {exc}")
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from . import metrics
 from .answers import extract_answer
-from .datasets import Dataset, Example, row_fingerprint, split_name
+from .datasets import Dataset, Example, row_fingerprint, split_name, text_lines
 from .errors import InputError, LgemmaError, NotLatentTrainedError, UsageError
 
 FINGERPRINTS_FILE = "train_fingerprints.json"
@@ -274,7 +274,7 @@ def read_predictions(path: str | Path, examples: list[Example], limit: int | Non
         text = p.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"{p}: not UTF-8 text (invalid byte at offset {exc.start})") from exc
-    lines = text.splitlines()
+    lines = text_lines(text)
     first = next((ln for ln in lines if ln.strip()), "")
     try:
         head = json.loads(first)
