@@ -20,6 +20,7 @@ import json
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,6 +62,8 @@ class HubServer:
     requests: list[Request] = field(default_factory=list)
     drop_first_get: dict[str, int] = field(default_factory=dict)  # file -> bytes sent before the cut
     corrupt: set[str] = field(default_factory=set)  # files served with flipped bytes
+    throttle: dict[str, int] = field(default_factory=dict)  # file -> bytes per second (a slow link)
+    plain_404: bool = False  # unknown repositories get a bare 404, no X-Error-Code (a mirror or proxy)
 
     def add_repo(self, repo_id: str, directory: Path | None = None, extra: dict[str, bytes] | None = None, error: tuple[int, str] | None = None) -> Repo:
         files = {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()} if directory else {}
@@ -127,10 +130,13 @@ class HubServer:
             if name not in repo.files:
                 return self._send(h, 404, b"", {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": repo.commit}, method)
             return self._file(h, method, repo, name)
-        self._send(h, 404, b"", {"X-Error-Code": "RepoNotFound"}, method)
+        self._send(h, 404, b"", {} if self.plain_404 else {"X-Error-Code": "RepoNotFound"}, method)
 
     def _repo_or_error(self, h, repo_id: str) -> Repo | None:
         repo = self.repos.get(repo_id)
+        if repo is None and self.plain_404:
+            self._send(h, 404, b"Not Found", {})
+            return None
         if repo is None:
             self._send(h, 404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
             return None
@@ -177,6 +183,22 @@ class HubServer:
             try:
                 h.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
+                pass
+            return
+        rate = self.throttle.get(name)
+        if rate:
+            h.send_response(206 if rng else 200)
+            for k, v in headers.items():
+                h.send_header(k, v)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            step = max(1, rate // 10)
+            try:
+                for i in range(0, len(body), step):
+                    h.wfile.write(body[i : i + step])
+                    h.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:  # the client went away
                 pass
             return
         self._send(h, 206 if rng else 200, body, headers, "GET")

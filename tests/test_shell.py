@@ -359,7 +359,7 @@ def test_doctor_json_shape(models_in_place):
 
     dirs = data["directories"]
     assert set(dirs) == {"config_file", "data", "models", "hub_cache"}
-    assert dirs["models"] == {"path": str(models_in_place / "lgemma-home" / "models"), "exists": True, "free_bytes": dirs["models"]["free_bytes"]}
+    assert dirs["models"] == {"path": str(models_in_place / "lgemma-home" / "models"), "exists": True, "free_bytes": dirs["models"]["free_bytes"], "problem": None}
     assert dirs["hub_cache"]["path"] == str(models_in_place / "hf-home" / "hub")
     assert dirs["config_file"]["exists"] is False
     assert all(isinstance(d["free_bytes"], int) and d["free_bytes"] > 0 for d in dirs.values())
