@@ -23,13 +23,27 @@ from transformers import AutoModelForCausalLM, Gemma2Config
 from latent_gemma_cli import engine
 
 GEMMA2_2B = dict(
-    vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
-    num_attention_heads=8, num_key_value_heads=4, head_dim=256, max_position_embeddings=8192,
-    sliding_window=4096, query_pre_attn_scalar=256,
+    vocab_size=256000,
+    hidden_size=2304,
+    intermediate_size=9216,
+    num_hidden_layers=26,
+    num_attention_heads=8,
+    num_key_value_heads=4,
+    head_dim=256,
+    max_position_embeddings=8192,
+    sliding_window=4096,
+    query_pre_attn_scalar=256,
 )
 TINY = dict(
-    vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-    num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512, sliding_window=256,
+    vocab_size=400,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    max_position_embeddings=512,
+    sliding_window=256,
 )
 
 
@@ -85,6 +99,7 @@ def measure(size: str, new_tokens: int, thoughts: int, repeats: int) -> dict[str
         def run():
             p = engine.run_prefix(runner, prompt, "off", 0, None)
             engine.decode_paths(runner, p, k, new_tokens, eos_ids=set())
+
         return run
 
     def engine_call():
@@ -92,7 +107,13 @@ def measure(size: str, new_tokens: int, thoughts: int, repeats: int) -> dict[str
         engine.decode_paths(runner, p, 1, new_tokens, eos_ids=set())
 
     def hf_generate():
-        model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=0)
+        model.generate(
+            torch.tensor([prompt]),
+            do_sample=False,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            pad_token_id=0,
+        )
 
     step = timed(decode_step, repeats * 2)
     out = {
@@ -113,13 +134,20 @@ def main() -> None:
     parser.add_argument("--thoughts", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 CPU; "
-          f"{args.new_tokens} new tokens, {args.thoughts} soft thoughts in the engine call")
-    print(f"{'model':<8} {'decode step':>12} {'coconut thought':>16} {'soft thought':>13} {'k=5 / k=1':>10} {'engine / generate':>18}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 CPU; "
+        f"{args.new_tokens} new tokens, {args.thoughts} soft thoughts in the engine call"
+    )
+    print(
+        f"{'model':<8} {'decode step':>12} {'coconut thought':>16} {'soft thought':>13} {'k=5 / k=1':>10} {'engine / generate':>18}"
+    )
     for size in args.sizes.split(","):
         r = measure(size, args.new_tokens, args.thoughts, args.repeats)
-        print(f"{size:<8} {r['decode_step_s'] * 1000:>10.1f}ms {r['coconut_thought_vs_step']:>15.2f}x "
-              f"{r['soft_thought_vs_step']:>12.2f}x {r['k5_vs_k1']:>9.2f}x {r['engine_vs_generate']:>17.2f}x", flush=True)
+        print(
+            f"{size:<8} {r['decode_step_s'] * 1000:>10.1f}ms {r['coconut_thought_vs_step']:>15.2f}x "
+            f"{r['soft_thought_vs_step']:>12.2f}x {r['k5_vs_k1']:>9.2f}x {r['engine_vs_generate']:>17.2f}x",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

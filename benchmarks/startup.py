@@ -70,13 +70,17 @@ def main() -> int:
     print(f"lgemma: {' '.join(lgemma_command())}; median of {args.runs} runs each")
     base, help_ = measure(time_piped, args.runs, env)
     ratio = help_ / base
-    print(f"piped:    import typer, rich {base * 1000:6.1f} ms   lgemma --help {help_ * 1000:6.1f} ms   ratio {ratio:.2f}x (limit {args.max_ratio:.2f}x)")
+    print(
+        f"piped:    import typer, rich {base * 1000:6.1f} ms   lgemma --help {help_ * 1000:6.1f} ms   ratio {ratio:.2f}x (limit {args.max_ratio:.2f}x)"
+    )
     worst = ratio
     if hasattr(os, "fork"):
         try:
             tbase, thelp = measure(time_terminal, args.runs, env)
             worst = max(worst, thelp / tbase)
-            print(f"terminal: import typer, rich {tbase * 1000:6.1f} ms   lgemma --help {thelp * 1000:6.1f} ms   ratio {thelp / tbase:.2f}x")
+            print(
+                f"terminal: import typer, rich {tbase * 1000:6.1f} ms   lgemma --help {thelp * 1000:6.1f} ms   ratio {thelp / tbase:.2f}x"
+            )
         except OSError as exc:
             print(f"terminal: not measured ({exc})")
     return 0 if worst < args.max_ratio else 1

@@ -31,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", required=True, help="a latent-trained model directory")
     ap.add_argument("--data", required=True, help="JSON Lines with question and steps (one concept per step)")
     ap.add_argument("--limit", type=int, default=200)
-    ap.add_argument("--report", help="an `lgemma eval --per-example --json` report of this model on --data: accuracy split by whether the chain decodes")
+    ap.add_argument(
+        "--report",
+        help="an `lgemma eval --per-example --json` report of this model on --data: accuracy split by whether the chain decodes",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -74,13 +77,17 @@ def main(argv: list[str] | None = None) -> int:
             decoded[str(row.get("id"))] = chain
     total = len(rows)
     print(f"{args.model}: {total} problems, {n} thoughts, feedback {spec.feedback}")
-    print("| thought | top-1 = gold concept at this step | top-1 = a gold concept of another step | steps ahead (+) or behind (-): count |")
+    print(
+        "| thought | top-1 = gold concept at this step | top-1 = a gold concept of another step | steps ahead (+) or behind (-): count |"
+    )
     print("|---|---|---|---|")
     for j in range(n):
         shift = ", ".join(f"{k:+d}: {c}" for k, c in sorted(offsets[j].items()) if k)
         print(f"| {j + 1} | {100 * exact[j] / total:.1f}% | {100 * elsewhere[j] / total:.1f}% | {shift or '-'} |")
     for d, count in whole.items():
-        print(f"every thought j names gold concept j{'+' + str(d) if d else ''}: {100 * count / total:.1f}% of problems")
+        print(
+            f"every thought j names gold concept j{'+' + str(d) if d else ''}: {100 * count / total:.1f}% of problems"
+        )
     if args.report:
         report = json.loads(Path(args.report).read_text(encoding="utf-8"))
         examples = [e for rows_ in report["examples"].values() for e in rows_ if e["id"] in decoded]

@@ -50,7 +50,13 @@ class AskResult:
             "markers": list(gen.markers) if gen.markers else None,
             "chosen_path": gen.chosen,
             "paths": [
-                {"text": p.text, "confidence": p.confidence, "num_tokens": p.num_tokens, "finished": p.finished, "token_ids": p.token_ids}
+                {
+                    "text": p.text,
+                    "confidence": p.confidence,
+                    "num_tokens": p.num_tokens,
+                    "finished": p.finished,
+                    "token_ids": p.token_ids,
+                }
                 for p in gen.paths
             ],
             "prompt_token_ids": gen.prompt_ids,
@@ -62,7 +68,12 @@ class AskResult:
                 "mismatch": self.language_mismatch,
             },
             "model": {"reference": self.model, "path": self.model_path, "architecture": self.architecture},
-            "device": {"device": self.device, "dtype": self.dtype, "device_reason": self.device_reason, "dtype_reason": self.dtype_reason},
+            "device": {
+                "device": self.device,
+                "dtype": self.dtype,
+                "device_reason": self.device_reason,
+                "dtype_reason": self.dtype_reason,
+            },
             "timings": {
                 "load_s": self.load_seconds,
                 "prefill_s": gen.timings.prefill_s,
@@ -78,13 +89,12 @@ def ask(
     question: str,
     settings: engine.Settings,
     answer_language: str | None = None,
-    runner: engine.LatentRunner | None = None,
 ) -> AskResult:
     """Answer `question` with the loaded model; in the input language unless one is named."""
     input_language = language.detect(question)
     system = prompting.ANSWER_LANGUAGE_INSTRUCTIONS.get(answer_language) if answer_language else None
     ids = prompting.prompt_ids(loaded.tokenizer, question, system=system)
-    gen = engine.generate(loaded.model, loaded.tokenizer, ids, settings, spec=loaded.spec, runner=runner)
+    gen = loaded.engine.generate(ids, settings)
     return AskResult(
         question=question,
         generation=gen,

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .language import has_japanese
+
 SENTENCE_END = re.compile(r"(?<=[。！？!?])\s*|(?<=[.．])\s+")
 URL_LINE = re.compile(r"^\s*(<)?(https?|ftp)://\S+(>)?\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
@@ -48,7 +50,7 @@ def _cut(sentence: str, count: Callable[[str], int], max_tokens: int) -> list[st
 
 def chunk_line(line: str, count: Callable[[str], int], max_tokens: int) -> list[str]:
     """Greedy grouping of a line's sentences into chunks of at most `max_tokens` tokens."""
-    joiner = " " if not re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", line) else ""
+    joiner = "" if has_japanese(line) else " "
     chunks: list[str] = []
     current = ""
     for sentence in split_sentences(line.strip()):

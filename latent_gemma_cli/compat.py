@@ -49,10 +49,12 @@ class LatentReasoningGemmaForCausalLM:
         self.tokenizer = loaded.tokenizer
         self.config = loaded.model.config
         self.spec = loaded.spec
-        self._runner = engine.LatentRunner(loaded.model)
+        self.engine = loaded.engine
 
     @classmethod
-    def from_pretrained(cls, path: str, device: str = "auto", dtype: str = "auto", **_: Any) -> "LatentReasoningGemmaForCausalLM":
+    def from_pretrained(
+        cls, path: str, device: str = "auto", dtype: str = "auto", **_: Any
+    ) -> "LatentReasoningGemmaForCausalLM":
         """Load a model directory, registered name or cached hub id (safetensors, no remote code)."""
         return cls(load_model(str(path), device=device, dtype=dtype))
 
@@ -76,10 +78,12 @@ class LatentReasoningGemmaForCausalLM:
             seed=cfg.get("seed"),
         )
 
-    def _run(self, ids: list[int], k: int, max_length: int | None, temperature: float | None = None) -> engine.Generation:
+    def _run(
+        self, ids: list[int], k: int, max_length: int | None, temperature: float | None = None
+    ) -> engine.Generation:
         limit = max_length or type(self).DEFAULT_CONFIG.get("max_length", 256)
         settings = self._settings(k, limit - len(ids), temperature)
-        return engine.generate(self.model, self.tokenizer, ids, settings, spec=self.spec, runner=self._runner)
+        return self.engine.generate(ids, settings)
 
     def generate(self, input_ids=None, max_length: int | None = None, attention_mask=None, k: int = 1, **_: Any):
         """Prompt plus answer token ids per row, like `transformers` `generate`; rows are right-padded."""

@@ -32,7 +32,7 @@ def model_entries() -> list[tuple[str, str]]:
     cache = hub_cache()
     if cache.is_dir():
         for entry in sorted(cache.glob("models--*")):
-            entries.append((entry.name[len("models--"):].replace("--", "/"), "hub-cache"))
+            entries.append((entry.name[len("models--") :].replace("--", "/"), "hub-cache"))
     return entries
 
 

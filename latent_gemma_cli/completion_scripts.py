@@ -46,7 +46,11 @@ def scripts() -> dict[str, str]:
 
 def stale(directory: Path) -> list[str]:
     """Names of the files in `directory` that are missing or differ from what the app generates."""
-    return [name for name, text in scripts().items() if not (directory / name).is_file() or (directory / name).read_text(encoding="utf-8") != text]
+    return [
+        name
+        for name, text in scripts().items()
+        if not (directory / name).is_file() or (directory / name).read_text(encoding="utf-8") != text
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import InputError, UsageError
+from .language import JAPANESE_WIDE
 
 FORMATS = ("jsonl", "coconut", "instruction", "pairs", "jcommonsenseqa", "jsquad")
 DIRECTIONS = ("ja-en", "en-ja", "both")
@@ -92,11 +93,7 @@ class Dataset:
 
 # --- text helpers -------------------------------------------------------------------------
 
-JA_CHARS = (
-    r"\u3000-\u303f\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
-    r"\uf900-\ufaff\uff00-\uffef"
-)
-_JA_SPACE = re.compile(rf"(?<=[{JA_CHARS}])\s+|\s+(?=[{JA_CHARS}])")
+_JA_SPACE = re.compile(rf"(?<=[{JAPANESE_WIDE}])\s+|\s+(?=[{JAPANESE_WIDE}])")
 _EN_ATTACH = {"n't", "'s", "'m", "'re", "'ve", "'ll", "'d", "'t", "'clock"}
 _EN_PUNCT = set(".,!?;:%)]}")
 _EN_QUOTES = {"''", "``", '"'}
@@ -157,7 +154,12 @@ def row_fingerprint(example: Example) -> str:
 def split_name(path: str | Path) -> str | None:
     """The split a file name suggests (train / dev / valid / test), or None."""
     stem = Path(path).name.lower()
-    for name, words in (("train", ("train",)), ("valid", ("valid", "validation", "val")), ("dev", ("dev",)), ("test", ("test",))):
+    for name, words in (
+        ("train", ("train",)),
+        ("valid", ("valid", "validation", "val")),
+        ("dev", ("dev",)),
+        ("test", ("test",)),
+    ):
         if any(re.search(rf"(^|[^a-z]){w}([^a-z]|$)", stem) for w in words):
             return name
     return None
@@ -421,7 +423,17 @@ def _read_jsquad(data: Any, out: _Collector) -> None:
                         if not isinstance(ans, dict):
                             raise _BadRecord("each answer must be an object with 'text'")
                         refs.append(_text(ans, "text").strip())
-                    out.add([Example(question=f"{context}\n\n{question}", answer=refs[0], id=_ident(qa, "id"), lang="ja", references=refs)])
+                    out.add(
+                        [
+                            Example(
+                                question=f"{context}\n\n{question}",
+                                answer=refs[0],
+                                id=_ident(qa, "id"),
+                                lang="ja",
+                                references=refs,
+                            )
+                        ]
+                    )
                 except _BadRecord as exc:
                     out.problem(None, f"{where}.qas[{q}]: {exc}")
 
@@ -462,7 +474,10 @@ def detect_format(text: str, path: str = "<data>") -> str:
         except json.JSONDecodeError:
             pass
     if not isinstance(record, dict):
-        raise InputError(f"{path}: cannot tell the format: the first record is not a JSON object", hint=f"pass --format, one of: {', '.join(FORMATS)}")
+        raise InputError(
+            f"{path}: cannot tell the format: the first record is not a JSON object",
+            hint=f"pass --format, one of: {', '.join(FORMATS)}",
+        )
     keys = set(record)
     if "data" in keys and isinstance(record["data"], list):
         return "jsquad"
@@ -510,3 +525,61 @@ def read_dataset(
     else:
         _read_lines(text, _LINE_READERS[fmt], out)
     return Dataset(examples=out.examples, problems=out.problems, path=str(p), format=fmt, sha256=sha)
+
+
+# --- predictions of another system -----------------------------------------------------------
+
+
+def read_predictions(path: str | Path, examples: list[Example], limit: int | None = None) -> list[str]:
+    """Predictions in data order: JSON Lines `{"id"?, "prediction"}` or plain text, one per line.
+
+    The file is JSON Lines when its first non-empty line is a JSON object with "prediction";
+    then every non-empty line must be one, and an "id" given must equal the row's id. Otherwise
+    each line is one prediction (an empty line is an empty prediction). With `limit`, extra
+    predictions past the evaluated rows are ignored; without, the counts must match.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"{p}: no such file" if not p.exists() else f"{p} is not a file")
+    try:
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not UTF-8 text (invalid byte at offset {exc.start})") from exc
+    lines = text_lines(text)
+    first = next((ln for ln in lines if ln.strip()), "")
+    try:
+        head = json.loads(first)
+    except json.JSONDecodeError:
+        head = None
+    preds: list[str] = []
+    if isinstance(head, dict) and "prediction" in head:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{p}, line {number}: invalid JSON: {exc.msg}") from None
+            if not isinstance(row, dict) or not isinstance(row.get("prediction"), str):
+                raise InputError(f"{p}, line {number}: expected an object with a string 'prediction'")
+            k = len(preds)
+            if (
+                "id" in row
+                and row["id"] is not None
+                and k < len(examples)
+                and examples[k].id is not None
+                and str(row["id"]) != examples[k].id
+            ):
+                raise InputError(
+                    f"{p}, line {number}: id {row['id']!r} but data row {k + 1} has id {examples[k].id!r}",
+                    hint="predictions must follow the data order",
+                )
+            preds.append(row["prediction"])
+    else:
+        preds = list(lines)
+    if len(preds) < len(examples) or (len(preds) > len(examples) and limit is None):
+        raise InputError(
+            f"{p}: {len(preds)} predictions for {len(examples)} data rows",
+            hint="one prediction per data row, in order (use --limit to score the first rows)",
+        )
+    return preds[: len(examples)]

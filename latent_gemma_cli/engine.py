@@ -25,10 +25,9 @@ given; that is the invariant the tests check with a hook.
 from __future__ import annotations
 
 import inspect
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -36,47 +35,8 @@ from .errors import InputError, NotLatentTrainedError, UsageError
 from .latent_spec import LatentSpec
 from .sampling import margins, select_next, top_p_filter
 
-MODES = ("coconut", "soft", "off")
-DEFAULT_SOFT_THOUGHTS = 4
-# CoT-decoding needs a handful of branches (the paper uses 10); each one is a full copy of the
-# KV cache, so a typo such as --paths 100000 would exhaust memory before failing.
-MAX_PATHS = 64
-MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes an unsigned 64-bit seed
-
-
-@dataclass
-class Settings:
-    """How to generate. `num_thoughts=None` takes the model's latent description (or 4 in soft mode)."""
-
-    mode: str = "soft"
-    num_thoughts: int | None = None
-    paths: int = 1
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    # Nucleus of the next-token distribution mixed into a soft thought.
-    soft_top_p: float = 0.95
-    # Extra tokens that end an answer once it has begun, e.g. the newline after a base model's
-    # few-shot answer (a newline before any text does not end it).
-    stop_ids: tuple[int, ...] = ()
-
-    def validate(self) -> None:
-        if self.mode not in MODES:
-            raise UsageError(f"unknown mode {self.mode!r}", hint=f"use one of: {', '.join(MODES)}")
-        if not 1 <= self.paths <= MAX_PATHS:
-            raise UsageError(f"--paths {self.paths} is out of range: use 1 to {MAX_PATHS}")
-        if self.max_new_tokens < 1:
-            raise UsageError("--max-new-tokens must be at least 1")
-        if self.num_thoughts is not None and self.num_thoughts < 0:
-            raise UsageError("--thoughts must be 0 or more")
-        # `not x >= 0` is also true for NaN, which every ordered comparison lets through.
-        if not (math.isfinite(self.temperature) and self.temperature >= 0):
-            raise UsageError(f"--temperature {self.temperature} is not valid: use 0 (greedy) or a finite positive number")
-        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
-            raise UsageError(f"--top-p {self.top_p} is not valid: use a number in (0, 1]")
-        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
-            raise UsageError(f"--seed {self.seed} is out of range: use 0 to 2**64-1 ({MAX_SEED})")
+# Settings live in a module without torch, so config and the command layer can use them.
+from .settings import DEFAULT_SOFT_THOUGHTS, MAX_PATHS, MAX_SEED, MODES, Settings  # noqa: F401
 
 
 @dataclass
@@ -206,7 +166,9 @@ class LatentRunner:
 
     def logits(self, inputs_embeds: torch.Tensor, cache: Any, **positions: Any) -> torch.Tensor:
         """Next-token logits (float32) at the last position."""
-        out = self.model(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **{self.cache_kw: cache}, **positions)
+        out = self.model(
+            inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1, **{self.cache_kw: cache}, **positions
+        )
         return out.logits[:, -1, :].float()
 
     def token_ids(self, tokenizer: Any, token: str) -> int:
@@ -260,7 +222,7 @@ class Stream:
         if any(n != width for n in lengths):
             self.mask = torch.zeros(len(lengths), width, dtype=torch.long, device=device)
             for row, n in enumerate(lengths):
-                self.mask[row, width - n:] = 1
+                self.mask[row, width - n :] = 1
             self.next_pos = torch.tensor(lengths, device=device)
 
     def prefill(self) -> dict:
@@ -363,6 +325,7 @@ def decode_paths(
     generator: torch.Generator | None = None,
     first_tokens: list[int] | None = None,
     stop_ids: set[int] | frozenset[int] = frozenset(),
+    on_token: Callable[[int, int], None] | None = None,
 ) -> list[tuple[list[int], float, bool]]:
     """Decode k paths per prefix row in one batch: (token ids, confidence, finished) each, row-major.
 
@@ -373,7 +336,6 @@ def decode_paths(
     sampled like the rest.
     """
     dev = runner.device
-    rows = prefix.logits.shape[0]
     first_margins = margins(prefix.logits).tolist()
     if first_tokens is not None:
         first = torch.tensor(first_tokens, device=dev)
@@ -392,6 +354,9 @@ def decode_paths(
     step_margins: list[list[float]] = [[first_margins[r // k]] for r in range(n)]
     started = [int(t) not in stop_ids for t in first]
     done = [int(t) in eos_ids for t in first]
+    if on_token is not None:
+        for r in range(n):
+            on_token(r, tokens[r][0])
     current = first[:, None]
     pad = min(eos_ids) if eos_ids else 0
     step = prefix.stream.step if prefix.stream is not None else dict
@@ -409,6 +374,8 @@ def decode_paths(
             step_margins[r].append(mg[r])
             done[r] = tok in eos_ids or (started[r] and tok in stop_ids)
             started[r] = started[r] or tok not in stop_ids
+            if on_token is not None:
+                on_token(r, tok)
         # Finished rows keep decoding a pad token so the batch stays rectangular; it is discarded.
         current = torch.tensor([[pad] if done[r] else [tokens[r][-1]] for r in range(n)], device=dev)
     return [(tokens[r], sum(step_margins[r]) / len(step_margins[r]), done[r]) for r in range(n)]
@@ -421,9 +388,12 @@ def generate(
     settings: Settings,
     spec: LatentSpec | None = None,
     runner: LatentRunner | None = None,
+    *,
+    on_token: Callable[[int, int], None] | None = None,
 ) -> Generation:
-    """Run the latent engine on prompt token ids and return every path plus the chosen answer."""
-    return generate_batch(model, tokenizer, [prompt_ids], settings, spec, runner)[0]
+    """Run the latent engine on prompt token ids and return every path plus the chosen answer.
+    `on_token(path, token_id)` sees each answer token as it is decoded."""
+    return generate_batch(model, tokenizer, [prompt_ids], settings, spec, runner, on_token=on_token)[0]
 
 
 def generate_batch(
@@ -433,20 +403,26 @@ def generate_batch(
     settings: Settings,
     spec: LatentSpec | None = None,
     runner: LatentRunner | None = None,
+    *,
+    on_token: Callable[[int, int], None] | None = None,
 ) -> list[Generation]:
     """`generate` for several prompts in one left-padded batch (k paths each); timings are the batch's."""
     settings.validate()
     runner = runner or LatentRunner(model)
     vocab = model.get_output_embeddings().weight.shape[0]
     if settings.paths > vocab:
-        raise UsageError(f"--paths {settings.paths} is more than the model's vocabulary of {vocab} tokens: use 1 to {min(vocab, MAX_PATHS)}")
+        raise UsageError(
+            f"--paths {settings.paths} is more than the model's vocabulary of {vocab} tokens: use 1 to {min(vocab, MAX_PATHS)}"
+        )
     n, markers, feedback = resolve_thoughts(settings, spec)
     marker_ids = (runner.token_ids(tokenizer, markers[0]), runner.token_ids(tokenizer, markers[1])) if markers else None
     context = getattr(model.config, "max_position_embeddings", None)
     longest = max(len(p) for p in prompts)
     needed = longest + n + (2 if marker_ids else 0)
     if context and needed >= context:
-        raise InputError(f"the input is {longest} tokens; with {n} thoughts it exceeds the model's context of {context} tokens")
+        raise InputError(
+            f"the input is {longest} tokens; with {n} thoughts it exceeds the model's context of {context} tokens"
+        )
     max_new = min(settings.max_new_tokens, context - needed) if context else settings.max_new_tokens
     generator = None
     if settings.seed is not None:
@@ -457,14 +433,25 @@ def generate_batch(
     with torch.inference_mode():
         prefix = run_prefix_batch(runner, prompts, settings.mode, n, marker_ids, feedback, settings.soft_top_p, pad_id)
         t1 = time.perf_counter()
-        decoded = decode_paths(runner, prefix, settings.paths, max_new, eos_ids, settings.temperature, settings.top_p, generator, stop_ids=stops)
+        decoded = decode_paths(
+            runner,
+            prefix,
+            settings.paths,
+            max_new,
+            eos_ids,
+            settings.temperature,
+            settings.top_p,
+            generator,
+            stop_ids=stops,
+            on_token=on_token,
+        )
         decode_s = time.perf_counter() - t1
     timings = Timings(prefill_s=prefix.prefill_s, thoughts_s=prefix.thoughts_s, decode_s=decode_s)
     k = len(decoded) // len(prompts)
     results = []
     for i, prompt in enumerate(prompts):
         paths = []
-        for ids, conf, finished in decoded[i * k:(i + 1) * k]:
+        for ids, conf, finished in decoded[i * k : (i + 1) * k]:
             text_ids = [t for t in ids if t not in eos_ids]
             text = tokenizer.decode(text_ids, skip_special_tokens=True).strip()
             paths.append(PathResult(text=text, token_ids=ids, confidence=conf, finished=finished))
@@ -482,3 +469,71 @@ def generate_batch(
             )
         )
     return results
+
+
+@dataclass
+class StreamEvent:
+    """One item of `Engine.stream`: an answer token of path `path` as it is decoded, or, last,
+    the finished generation (`generation` set, `token_id` None)."""
+
+    token_id: int | None = None
+    path: int = 0
+    generation: Generation | None = None
+
+
+class Engine:
+    """A model ready to generate: model, tokenizer, latent description and one `LatentRunner`.
+
+    The seam every caller goes through (ask, translate, eval, training validation, the Python
+    API): build it once per loaded model (`LoadedModel.engine` does) and call `generate`,
+    `generate_batch` or `stream` with `Settings`.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, spec: LatentSpec | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.runner = LatentRunner(model)
+
+    @classmethod
+    def of(cls, loaded: Any) -> "Engine":
+        """The engine of a `loading.LoadedModel` (or anything with model, tokenizer and spec)."""
+        return cls(loaded.model, loaded.tokenizer, getattr(loaded, "spec", None))
+
+    def generate(
+        self, prompt_ids: list[int], settings: Settings, *, on_token: Callable[[int, int], None] | None = None
+    ) -> Generation:
+        return generate(self.model, self.tokenizer, prompt_ids, settings, self.spec, self.runner, on_token=on_token)
+
+    def generate_batch(self, prompts: list[list[int]], settings: Settings) -> list[Generation]:
+        return generate_batch(self.model, self.tokenizer, prompts, settings, self.spec, self.runner)
+
+    def stream(self, prompt_ids: list[int], settings: Settings) -> Iterator[StreamEvent]:
+        """Yield each answer token as it is decoded, then the finished `Generation`.
+
+        Generation runs in a worker thread (torch releases the GIL); the caller's thread only
+        waits on a queue, so Ctrl-C reaches it at once. Stopping early (closing the generator)
+        lets the worker finish its current answer in the background and drops it.
+        """
+        import queue
+        import threading
+
+        events: queue.Queue = queue.Queue()
+
+        def work() -> None:
+            try:
+                gen = self.generate(
+                    prompt_ids, settings, on_token=lambda path, tok: events.put(StreamEvent(token_id=tok, path=path))
+                )
+                events.put(StreamEvent(generation=gen))
+            except BaseException as exc:  # handed to the caller's thread
+                events.put(exc)
+
+        threading.Thread(target=work, name="lgemma-generate", daemon=True).start()
+        while True:
+            item = events.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if item.generation is not None:
+                return

@@ -22,6 +22,13 @@ EXIT_REMOTE_NOT_FOUND = 7
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells report for a terminated process
 
+# The one text of the exit codes, for every command's --help.
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success, 1 runtime error (e.g. a corrupt file), 2 usage error or bad input, "
+    "3 model not available locally, 4 authentication or licence needed, 5 network unreachable, "
+    "6 disk full, 7 model or revision not found on the hub, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."
+)
+
 # Credentials a URL may carry (`https://user:password@host/`), and Hugging Face access tokens.
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{8,}")
@@ -111,3 +118,28 @@ class RemoteNotFoundError(LgemmaError):
     """The hub has no such repository or revision (or it is private and no token was given)."""
 
     exit_code = EXIT_REMOTE_NOT_FOUND
+
+
+def from_os_error(exc: OSError) -> LgemmaError | None:
+    """A project error for the file-system failures anyone can run into (disk full, read-only or
+    missing directories, permissions), naming the file; None for anything else."""
+    import errno
+
+    where = exc.filename or "a file"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"disk full while writing {where}", hint="free some space and run the command again")
+    if exc.errno in (
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.ENOENT,
+        errno.ENAMETOOLONG,
+    ):
+        return LgemmaError(
+            f"{where}: {exc.strerror}",
+            hint="check the path and its permissions (lgemma's own files live under LGEMMA_HOME)",
+        )
+    return None

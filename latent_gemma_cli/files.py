@@ -36,7 +36,14 @@ def atomic_write(path: str | Path) -> Iterator[TextIO]:
         mode = stat.S_IMODE(target.stat().st_mode)
     except FileNotFoundError:
         mode = _default_mode()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    except OSError as exc:  # name the file the user asked for, not the temporary one
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(
+                f"disk full while writing {path}", hint="free some space and run the command again"
+            ) from None
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             yield handle
@@ -45,7 +52,10 @@ def atomic_write(path: str | Path) -> Iterator[TextIO]:
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(f"disk full while writing {path}; the previous file (if any) is unchanged", hint="free some space and run the command again") from None
+            raise DiskFullError(
+                f"disk full while writing {path}; the previous file (if any) is unchanged",
+                hint="free some space and run the command again",
+            ) from None
         raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

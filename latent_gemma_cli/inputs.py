@@ -36,7 +36,7 @@ def decode_text(data: bytes, name: str) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{name}: not valid UTF-8 (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from exc
+        raise InputError(f"{name}: not valid UTF-8 (byte {exc.start}: {data[exc.start : exc.start + 1]!r})") from exc
     return text
 
 
@@ -72,7 +72,9 @@ def stdin_is_piped() -> bool:
         return False
 
 
-def question_from(argument: str | None, stdin: BinaryIO | None = None, piped: bool | None = None) -> tuple[str | None, str | None]:
+def question_from(
+    argument: str | None, stdin: BinaryIO | None = None, piped: bool | None = None
+) -> tuple[str | None, str | None]:
     """(instruction, context) from an argument and/or piped stdin.
 
     `-` as the argument means "read the question from stdin". With both a pipe and an argument,
@@ -84,7 +86,9 @@ def question_from(argument: str | None, stdin: BinaryIO | None = None, piped: bo
     # still works, and reading the question from stdin is a usage error, not a crash.
     stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
     if stream is None and (argument is None or argument == "-"):
-        raise UsageError("no question given and stdin is closed", hint='pass the question as an argument: lgemma ask "..."')
+        raise UsageError(
+            "no question given and stdin is closed", hint='pass the question as an argument: lgemma ask "..."'
+        )
     if argument == "-":
         text = read_stream(stream)
         return _non_empty(text, "<stdin>"), None

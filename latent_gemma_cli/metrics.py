@@ -22,11 +22,10 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
-from .datasets import JA_CHARS
+from .language import JAPANESE_WIDE
 
-_JA_RE = re.compile(f"[{JA_CHARS}]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_SPACE_NEAR_JA = re.compile(rf"(?<=[{JA_CHARS}])\s+|\s+(?=[{JA_CHARS}])")
+_SPACE_NEAR_JA = re.compile(rf"(?<=[{JAPANESE_WIDE}])\s+|\s+(?=[{JAPANESE_WIDE}])")
 
 BERTSCORE_NAME = "BERTScore F1"
 SUBSTITUTE_NAME = "char-ngram-cosine"
@@ -64,11 +63,6 @@ def fuzzy(prediction: str, references: list[str]) -> float:
     from rapidfuzz import fuzz
 
     return max(float(fuzz.ratio(prediction, r)) for r in references)
-
-
-def looks_japanese(text: str) -> bool:
-    """At least one kana, kanji or full-width character: enough to pick the BLEU tokenizer."""
-    return bool(_JA_RE.search(text))
 
 
 def bleu_tokenizer(target_lang: str | None) -> str:
@@ -125,14 +119,18 @@ def bertscore_available() -> bool:
     return importlib.util.find_spec("bert_score") is not None
 
 
-def semantic_similarity(predictions: list[str], references: list[str], bertscore_model: str | None = None, target_lang: str | None = None) -> Semantic:
+def semantic_similarity(
+    predictions: list[str], references: list[str], bertscore_model: str | None = None, target_lang: str | None = None
+) -> Semantic:
     """BERTScore F1 (0-100) with a local model if given and bert_score is installed, else the named substitute."""
     if bertscore_model and bertscore_available():
         from bert_score import score
         from transformers import AutoConfig
 
         layers = AutoConfig.from_pretrained(bertscore_model, local_files_only=True).num_hidden_layers
-        _, _, f1 = score(predictions, references, model_type=bertscore_model, num_layers=layers, lang=target_lang, verbose=False)
+        _, _, f1 = score(
+            predictions, references, model_type=bertscore_model, num_layers=layers, lang=target_lang, verbose=False
+        )
         return Semantic(BERTSCORE_NAME, 100.0 * float(f1.mean()))
     if bertscore_model:
         reason = "bert_score is not installed"
@@ -141,7 +139,9 @@ def semantic_similarity(predictions: list[str], references: list[str], bertscore
     else:
         reason = "bert_score is not installed and no --bertscore-model given"
     values = [char_ngram_cosine(p, r) for p, r in zip(predictions, references)]
-    return Semantic(SUBSTITUTE_NAME, sum(values) / len(values) if values else None, substitute_for=BERTSCORE_NAME, reason=reason)
+    return Semantic(
+        SUBSTITUTE_NAME, sum(values) / len(values) if values else None, substitute_for=BERTSCORE_NAME, reason=reason
+    )
 
 
 def auroc(scores: list[float], labels: list[bool]) -> float | None:
@@ -165,7 +165,10 @@ def auroc(scores: list[float], labels: list[bool]) -> float | None:
     return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
 
 
-_OPTION_NUMBER = re.compile(r"^\s*(?:option|choice|選択肢|答え|answer)?\s*[:：]?\s*[(\[（【]?\s*(\d+)\s*[)\]）】.．:：、,]?(?:\s|$)", re.IGNORECASE)
+_OPTION_NUMBER = re.compile(
+    r"^\s*(?:option|choice|選択肢|答え|answer)?\s*[:：]?\s*[(\[（【]?\s*(\d+)\s*[)\]）】.．:：、,]?(?:\s|$)",
+    re.IGNORECASE,
+)
 FUZZY_CHOICE_CUTOFF = 60.0
 
 

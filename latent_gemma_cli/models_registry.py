@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .catalogue import CATALOGUE
-from .download import SOURCE_FILE, dir_size
+from .download import dir_size
 from .errors import ModelNotFoundError
 from .latent_spec import LATENT_FILE
 from .paths import models_dir
+from .store import SOURCE_FILE
 
 
 @dataclass
@@ -71,7 +72,14 @@ def _lgemma_entries() -> list[ModelEntry]:
             target = Path(item.read_text(encoding="utf-8").strip())
             ok = target.is_dir()
             entries.append(
-                ModelEntry(item.stem, "local", dir_size(target) if ok else 0, str(target), ok and (target / LATENT_FILE).is_file(), broken=not ok)
+                ModelEntry(
+                    item.stem,
+                    "local",
+                    dir_size(target) if ok else 0,
+                    str(target),
+                    ok and (target / LATENT_FILE).is_file(),
+                    broken=not ok,
+                )
             )
     return entries
 
@@ -118,7 +126,7 @@ def _latest_snapshot(folder: Path) -> tuple[str, Path] | None:
 
 def snapshot_problem(folder: Path, snapshot: Path) -> str | None:
     """Why a cached snapshot cannot load as it is, or None when it looks complete."""
-    from .loading import TOKENIZER_FILES
+    from .store import TOKENIZER_FILES
 
     dangling = sorted(p.name for p in snapshot.iterdir() if p.is_symlink() and not p.exists())
     if dangling:
@@ -152,7 +160,12 @@ def _hub_entries() -> list[ModelEntry]:
             continue
         commit, snapshot = latest
         config = snapshot / "config.json"
-        if not config.is_symlink() and not config.exists() and not any(snapshot.glob("*.safetensors")) and not any((folder / "blobs").glob("*.incomplete")):
+        if (
+            not config.is_symlink()
+            and not config.exists()
+            and not any(snapshot.glob("*.safetensors"))
+            and not any((folder / "blobs").glob("*.incomplete"))
+        ):
             continue  # a tokenizer or some other tool's download, not a model
         entries.append(
             ModelEntry(

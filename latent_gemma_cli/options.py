@@ -8,16 +8,43 @@ import typer
 
 from .completion import complete_mode, complete_model
 
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", autocompletion=complete_model, help="Catalogue name, hub id in the cache, or model directory. [default: config `model`]")]
-ModeOpt = Annotated[Optional[str], typer.Option("--mode", autocompletion=complete_mode, help="Latent mode: coconut | soft | off. [default: config `mode`, soft]")]
-ThoughtsOpt = Annotated[Optional[int], typer.Option("--thoughts", help="Number of continuous thoughts. [default: the model's own, 4 in soft mode]")]
-PathsOpt = Annotated[Optional[int], typer.Option("--paths", "-k", help="Reasoning paths decoded in one batch (CoT-decoding). [default: 1]")]
-MaxNewOpt = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Answer length limit in tokens. [default: 256]")]
-TempOpt = Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature; 0 is greedy. [default: 0]")]
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model",
+        "-m",
+        autocompletion=complete_model,
+        help="Catalogue name, hub id in the cache, or model directory. [default: config `model`]",
+    ),
+]
+ModeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--mode", autocompletion=complete_mode, help="Latent mode: coconut | soft | off. [default: config `mode`, soft]"
+    ),
+]
+ThoughtsOpt = Annotated[
+    Optional[int],
+    typer.Option("--thoughts", help="Number of continuous thoughts. [default: the model's own, 4 in soft mode]"),
+]
+PathsOpt = Annotated[
+    Optional[int],
+    typer.Option("--paths", "-k", help="Reasoning paths decoded in one batch (CoT-decoding). [default: 1]"),
+]
+MaxNewOpt = Annotated[
+    Optional[int], typer.Option("--max-new-tokens", help="Answer length limit in tokens. [default: 256]")
+]
+TempOpt = Annotated[
+    Optional[float], typer.Option("--temperature", help="Sampling temperature; 0 is greedy. [default: 0]")
+]
 TopPOpt = Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling mass. [default: 1.0]")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampling (shown in the trace and --json).")]
+SeedOpt = Annotated[
+    Optional[int], typer.Option("--seed", help="Random seed for sampling (shown in the trace and --json).")
+]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | mps. [default: auto]")]
-DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | float16. [default: auto, by device]")]
+DtypeOpt = Annotated[
+    Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | float16. [default: auto, by device]")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object with everything, token ids included.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr except errors.")]
 TraceOpt = Annotated[bool, typer.Option("--trace/--no-trace", help="Show the reasoning trace on stderr.")]

@@ -20,7 +20,9 @@ def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def prompt_ids(tokenizer: Any, user_text: str, system: str | None = None, use_chat_template: bool | None = None) -> list[int]:
+def prompt_ids(
+    tokenizer: Any, user_text: str, system: str | None = None, use_chat_template: bool | None = None
+) -> list[int]:
     """Token ids of the prompt for one user turn.
 
     Gemma's chat template has no system role, so a system text is merged into the first user

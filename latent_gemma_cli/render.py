@@ -67,7 +67,9 @@ class Output:
             **kwargs,
         )
 
-    def trace_rows(self, title: str, rows: list[tuple[str, str]], paths: list[dict] | None = None, chosen: int | None = None) -> None:
+    def trace_rows(
+        self, title: str, rows: list[tuple[str, str]], paths: list[dict] | None = None, chosen: int | None = None
+    ) -> None:
         """A key/value trace plus an optional table of reasoning paths."""
         if not self.show_trace:
             return
@@ -76,7 +78,10 @@ class Output:
                 self.err.print(f"{key}: {value}", markup=False)
             for i, p in enumerate(paths or []):
                 mark = "*" if i == chosen else " "
-                self.err.print(f"path {i}{mark} confidence={p['confidence']:.3f} tokens={p['num_tokens']}: {p['text']!r}", markup=False)
+                self.err.print(
+                    f"path {i}{mark} confidence={p['confidence']:.3f} tokens={p['num_tokens']}: {p['text']!r}",
+                    markup=False,
+                )
             return
         from rich.panel import Panel
         from rich.table import Table
@@ -96,7 +101,13 @@ class Output:
             table.add_column("text")
             for i, p in enumerate(paths):
                 style = "bold green" if i == chosen else None
-                table.add_row(f"{i}{'*' if i == chosen else ''}", f"{p['confidence']:.3f}", str(p["num_tokens"]), Text(p["text"][:200]), style=style)
+                table.add_row(
+                    f"{i}{'*' if i == chosen else ''}",
+                    f"{p['confidence']:.3f}",
+                    str(p["num_tokens"]),
+                    Text(p["text"][:200]),
+                    style=style,
+                )
             items.append(table)
         from rich.console import Group
 
@@ -112,10 +123,20 @@ def ask_trace_rows(data: dict) -> list[tuple[str, str]]:
     t = data["timings"]
     rows = [
         ("model", f"{data['model']['reference']} ({data['model']['architecture']})"),
-        ("languages", f"input {inp['code']} p={inp['probability']:.2f}, output {out['code']} p={out['probability']:.2f}{mismatch}"),
-        ("mode", f"{data['mode']}, {data['num_thoughts']} thoughts" + (f", markers {data['markers'][0]} {data['markers'][1]}" if data["markers"] else "")),
+        (
+            "languages",
+            f"input {inp['code']} p={inp['probability']:.2f}, output {out['code']} p={out['probability']:.2f}{mismatch}",
+        ),
+        (
+            "mode",
+            f"{data['mode']}, {data['num_thoughts']} thoughts"
+            + (f", markers {data['markers'][0]} {data['markers'][1]}" if data["markers"] else ""),
+        ),
         ("device", f"{dev['device']} ({dev['device_reason']}), {dev['dtype']} ({dev['dtype_reason']})"),
-        ("timings", f"load {t['load_s']:.2f}s, prefill {t['prefill_s']:.3f}s, thoughts {t['thoughts_s']:.3f}s, decode {t['decode_s']:.3f}s"),
+        (
+            "timings",
+            f"load {t['load_s']:.2f}s, prefill {t['prefill_s']:.3f}s, thoughts {t['thoughts_s']:.3f}s, decode {t['decode_s']:.3f}s",
+        ),
     ]
     if data.get("seed") is not None:
         rows.append(("seed", str(data["seed"])))

@@ -57,11 +57,39 @@ from typing import Iterator
 
 EN_ONSETS = ["b", "br", "d", "g", "gr", "j", "l", "r", "sc", "sh", "st", "t", "w", "y", "z", "zh", "k", "v", "f", "pl"]
 EN_VOWELS = ["a", "e", "i", "o", "u", "oo", "er", "or", "im", "um"]
-JA_ONSETS = ["バ", "ブ", "ダ", "ガ", "グ", "ジャ", "ラ", "ル", "ス", "シュ", "ト", "ワ", "ヤ", "ザ", "ゾ", "カ", "ヴァ", "フ", "プ", "ミ"]
+JA_ONSETS = [
+    "バ",
+    "ブ",
+    "ダ",
+    "ガ",
+    "グ",
+    "ジャ",
+    "ラ",
+    "ル",
+    "ス",
+    "シュ",
+    "ト",
+    "ワ",
+    "ヤ",
+    "ザ",
+    "ゾ",
+    "カ",
+    "ヴァ",
+    "フ",
+    "プ",
+    "ミ",
+]
 JA_VOWELS = ["ン", "ー", "ル", "ム", "ロ", "レ", "キ", "ノ", "リ", "ミ"]
 STYLES = ("chain", "prosqa", "taxonomy")
 STEP_FORMATS = ("facts", "concepts")
-PEOPLE = [("Tom", "トム"), ("Sally", "サリー"), ("Bob", "ボブ"), ("Jack", "ジャック"), ("Alex", "アレックス"), ("Max", "マックス")]
+PEOPLE = [
+    ("Tom", "トム"),
+    ("Sally", "サリー"),
+    ("Bob", "ボブ"),
+    ("Jack", "ジャック"),
+    ("Alex", "アレックス"),
+    ("Max", "マックス"),
+]
 
 
 @dataclass
@@ -125,8 +153,15 @@ def _render(
         ask = f"Is {person} a {options[0]} or {options[1]}?"
     steps = [_fact(lang, person, chain[0], True)] + [_fact(lang, a, b, False) for a, b in zip(chain, chain[1:])]
     answer = _fact(lang, person, target, True)
-    return Problem(" ".join(texts) + " " + ask, steps, answer, lang, ident, hops,
-                   {"target": target, "distractor": distractor, "chain": list(chain), **meta})
+    return Problem(
+        " ".join(texts) + " " + ask,
+        steps,
+        answer,
+        lang,
+        ident,
+        hops,
+        {"target": target, "distractor": distractor, "chain": list(chain), **meta},
+    )
 
 
 def make_problem(rng: random.Random, hops: int, distractors: int, branches: int, lang: str, ident: str) -> Problem:
@@ -160,7 +195,10 @@ def make_problem(rng: random.Random, hops: int, distractors: int, branches: int,
     def concept(i: int) -> str:
         return words[i][L]
 
-    facts = [(PEOPLE[x][L], concept(y), True) if kind == "is" else (concept(x), concept(y), False) for kind, x, y in sorted(edges)]
+    facts = [
+        (PEOPLE[x][L], concept(y), True) if kind == "is" else (concept(x), concept(y), False)
+        for kind, x, y in sorted(edges)
+    ]
     return _render(rng, lang, ident, hops, facts, name, [concept(c) for c in chain], concept(distractor))
 
 
@@ -222,7 +260,9 @@ def make_prosqa_problem(
     neg_chain = list(range(n_pos, n_pos + neg_len))
     neg_extra = list(range(n_pos + neg_len, n_pos + n_neg))
     neg_target = neg_chain[-1]
-    order = {c: k for k, c in enumerate(neg_chain[:-1] + neg_extra + [neg_target])}  # topological order of the unreachable side
+    order = {
+        c: k for k, c in enumerate(neg_chain[:-1] + neg_extra + [neg_target])
+    }  # topological order of the unreachable side
     edges.add((P(others[0]), C(neg_chain[0])))
     for a, b in zip(neg_chain, neg_chain[1:]):
         edges.add((C(a), C(b)))
@@ -264,8 +304,19 @@ def make_prosqa_problem(
         return people[node[1]][L] if node[0] == "p" else words[node[1]][L]
 
     facts = [(name(a), name(b), a[0] == "p") for a, b in sorted(edges)]
-    return _render(rng, lang, ident, hops, facts, people[who][L], [name(C(c)) for c in chain], name(C(neg_target)),
-                   style="prosqa", facts=len(edges), symbols=n_symbols)
+    return _render(
+        rng,
+        lang,
+        ident,
+        hops,
+        facts,
+        people[who][L],
+        [name(C(c)) for c in chain],
+        name(C(neg_target)),
+        style="prosqa",
+        facts=len(edges),
+        symbols=n_symbols,
+    )
 
 
 def make_taxonomy_problem(
@@ -304,8 +355,19 @@ def make_taxonomy_problem(
         return people[node[1]][L] if node[0] == "p" else words[node[1]][L]
 
     facts = [(name(a), name(b), a[0] == "p") for a, b in edges]
-    return _render(rng, lang, ident, hops, facts, people[who][L], [name(C(c)) for c in pos], name(C(neg[-1])),
-                   style="taxonomy", facts=len(edges), symbols=len(persons) + len(words))
+    return _render(
+        rng,
+        lang,
+        ident,
+        hops,
+        facts,
+        people[who][L],
+        [name(C(c)) for c in pos],
+        name(C(neg[-1])),
+        style="taxonomy",
+        facts=len(edges),
+        symbols=len(persons) + len(words),
+    )
 
 
 def generate(

@@ -3,14 +3,13 @@ resolution, and document translation chunk by chunk in batches, streamed line by
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterator
 
 from .chunking import Segment, join_chunks, segment_document
 from .errors import UsageError
-from .language import Language, detect
+from .language import Language, detect, has_japanese, script_language
 from .prompting import has_chat_template, prompt_ids
 
 LANG_NAMES = {"ja": "Japanese", "en": "English"}
@@ -75,15 +74,13 @@ def clean_translation(text: str, tokenizer: Any, source_lines: int = 1) -> str:
 
 # --- documents ---------------------------------------------------------------------------------
 
-JAPANESE_SCRIPT = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff\uff66-\uff9f]")
-
 
 def in_target_script(line: str, target: str) -> bool:
     """A line that needs no translation into `target`, judged by script, which is reliable on
     short lines where statistical detection is not: Japanese text already has kana or kanji;
     a line with none of them cannot be Japanese source text."""
-    has_japanese = bool(JAPANESE_SCRIPT.search(line))
-    return has_japanese if target == "ja" else not has_japanese
+    japanese = has_japanese(line)
+    return japanese if target == "ja" else not japanese
 
 
 @dataclass
@@ -140,7 +137,7 @@ def resolve_languages(text: str, source: str, target: str | None) -> tuple[str, 
     if source == "auto":
         # Outside ja/en (kanji-only text read as Chinese, short Latin text as another language)
         # the script decides.
-        source = detected.code if detected.code in LANG_NAMES else ("ja" if JAPANESE_SCRIPT.search(text) else "en")
+        source = detected.code if detected.code in LANG_NAMES else script_language(text)
     if source not in LANG_NAMES:
         raise UsageError(f"unsupported source language {source!r}", hint="use --from ja or --from en")
     if target is None:
@@ -172,14 +169,11 @@ def translate_segments(
     source: str,
     target: str,
     settings: Any,
-    runner: Any = None,
+    *,
     batch_size: int = 8,
 ) -> Iterator[LineResult]:
     """Translate the chunks in order, `batch_size` prompts per engine call (left-padded), and
     yield each line, in order, as soon as all of its chunks are done."""
-    from . import engine
-
-    runner = runner or engine.LatentRunner(loaded.model)
     settings = replace(settings, stop_ids=tuple(settings.stop_ids) + stop_ids(loaded.tokenizer))
     work = [(index, c, chunk) for index, seg in enumerate(segments) for c, chunk in enumerate(seg.chunks)]
     done: dict[int, list[ChunkResult]] = {}
@@ -201,10 +195,10 @@ def translate_segments(
 
     yield from ready()
     for start in range(0, len(work), max(1, batch_size)):
-        batch = work[start:start + batch_size]
+        batch = work[start : start + batch_size]
         prompts = [translation_prompt_ids(loaded.tokenizer, chunk, source, target) for _, _, chunk in batch]
         began = time.perf_counter()
-        gens = engine.generate_batch(loaded.model, loaded.tokenizer, prompts, settings, spec=loaded.spec, runner=runner)
+        gens = loaded.engine.generate_batch(prompts, settings)
         seconds = (time.perf_counter() - began) / len(batch)
         for (index, c, chunk), ids, gen in zip(batch, prompts, gens):
             text = clean_translation(gen.answer, loaded.tokenizer)
@@ -218,7 +212,15 @@ def translate_segments(
                     output_language=detect(text),
                     target=target,
                     confidence=gen.paths[gen.chosen].confidence,
-                    paths=[{"text": p.text, "confidence": p.confidence, "num_tokens": p.num_tokens, "token_ids": p.token_ids} for p in gen.paths],
+                    paths=[
+                        {
+                            "text": p.text,
+                            "confidence": p.confidence,
+                            "num_tokens": p.num_tokens,
+                            "token_ids": p.token_ids,
+                        }
+                        for p in gen.paths
+                    ],
                     prompt_token_ids=ids,
                     seconds=seconds,
                 )

@@ -63,7 +63,9 @@ def build_tokenizer(chat_template: bool = True):
     tok.decoder = decoders.Metaspace(prepend_scheme="never")
     # Every printable ASCII character (newline included) is in the vocabulary, as in real tokenizers.
     alphabet = [c for c in string.printable if c not in " \t\r\x0b\x0c"]
-    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=SPECIALS, max_token_length=3, initial_alphabet=alphabet, show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=500, special_tokens=SPECIALS, max_token_length=3, initial_alphabet=alphabet, show_progress=False
+    )
     tok.train_from_iterator(SENTENCES * 4, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
     fast = PreTrainedTokenizerFast(

@@ -65,7 +65,13 @@ class HubServer:
     throttle: dict[str, int] = field(default_factory=dict)  # file -> bytes per second (a slow link)
     plain_404: bool = False  # unknown repositories get a bare 404, no X-Error-Code (a mirror or proxy)
 
-    def add_repo(self, repo_id: str, directory: Path | None = None, extra: dict[str, bytes] | None = None, error: tuple[int, str] | None = None) -> Repo:
+    def add_repo(
+        self,
+        repo_id: str,
+        directory: Path | None = None,
+        extra: dict[str, bytes] | None = None,
+        error: tuple[int, str] | None = None,
+    ) -> Repo:
         files = {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()} if directory else {}
         files.update(extra or {})
         self.repos[repo_id] = Repo(files=files, error=error)
@@ -119,7 +125,16 @@ class HubServer:
                 if m.group(3) not in ("main", repo.commit):
                     return self._send(h, 404, b"{}", {"X-Error-Code": "RevisionNotFound"})
                 siblings = [{"rfilename": name} for name in repo.files]
-                return self._json(h, {"id": m.group(1), "modelId": m.group(1), "sha": repo.commit, "siblings": siblings, "private": False})
+                return self._json(
+                    h,
+                    {
+                        "id": m.group(1),
+                        "modelId": m.group(1),
+                        "sha": repo.commit,
+                        "siblings": siblings,
+                        "private": False,
+                    },
+                )
             return self._json(h, [self._tree_entry(name, data) for name, data in repo.files.items()])
         m = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if m:
@@ -138,11 +153,21 @@ class HubServer:
             self._send(h, 404, b"Not Found", {})
             return None
         if repo is None:
-            self._send(h, 404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
+            self._send(
+                h,
+                404,
+                b'{"error":"Repository not found"}',
+                {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"},
+            )
             return None
         if repo.error is not None:
             status, code = repo.error
-            self._send(h, status, b'{"error":"restricted"}', {"X-Error-Code": code, "X-Error-Message": f"Access to model {repo_id} is restricted."})
+            self._send(
+                h,
+                status,
+                b'{"error":"restricted"}',
+                {"X-Error-Code": code, "X-Error-Message": f"Access to model {repo_id} is restricted."},
+            )
             return None
         return repo
 

@@ -49,7 +49,19 @@ def test_piped_stdin_is_context_and_argument_is_instruction(tiny_gemma2):
 def test_json_schema_allows_replay(tiny_gemma2):
     result = _ask(tiny_gemma2, "Is Tom a lempus?", "--json", "--paths", "3", "--seed", "5")
     data = json.loads(result.stdout)
-    assert set(data) >= {"answer", "mode", "num_thoughts", "chosen_path", "paths", "prompt_token_ids", "seed", "languages", "model", "device", "timings"}
+    assert set(data) >= {
+        "answer",
+        "mode",
+        "num_thoughts",
+        "chosen_path",
+        "paths",
+        "prompt_token_ids",
+        "seed",
+        "languages",
+        "model",
+        "device",
+        "timings",
+    }
     assert data["seed"] == 5 and data["mode"] == "soft" and data["num_thoughts"] == 2
     assert len(data["paths"]) == 3
     for p in data["paths"]:
@@ -63,7 +75,12 @@ def test_json_schema_allows_replay(tiny_gemma2):
     from latent_gemma_cli.loading import load_model
 
     loaded = load_model(str(tiny_gemma2))
-    gen = engine.generate(loaded.model, loaded.tokenizer, data["prompt_token_ids"], engine.Settings(mode="soft", num_thoughts=2, paths=3, max_new_tokens=4))
+    gen = engine.generate(
+        loaded.model,
+        loaded.tokenizer,
+        data["prompt_token_ids"],
+        engine.Settings(mode="soft", num_thoughts=2, paths=3, max_new_tokens=4),
+    )
     assert [p.token_ids for p in gen.paths] == [p["token_ids"] for p in data["paths"]]
 
 
@@ -114,7 +131,10 @@ def test_coconut_mode_with_latent_description(tiny_gemma2, tmp_path):
     trained = tmp_path / "trained"
     shutil.copytree(tiny_gemma2, trained)
     LatentSpec(num_thoughts=3).save(trained)
-    result = runner.invoke(app, ["ask", "--model", str(trained), "--mode", "coconut", "--max-new-tokens", "3", "--json", "Is Tom a lempus?"])
+    result = runner.invoke(
+        app,
+        ["ask", "--model", str(trained), "--mode", "coconut", "--max-new-tokens", "3", "--json", "Is Tom a lempus?"],
+    )
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["mode"] == "coconut" and data["num_thoughts"] == 3 and data["markers"] == ["<unused0>", "<unused1>"]

@@ -22,7 +22,12 @@ def test_generate_answer_is_most_confident_path(tiny_gemma2):
     question = "東京は日本の首都ですか？"
     text = model.generate_answer(model=model, tokenizer=model.tokenizer, question=question, k=3, max_length=40)
     ids = prompt_ids(model.tokenizer, question)
-    gen = engine.generate(model.model, model.tokenizer, ids, engine.Settings(mode="soft", num_thoughts=4, paths=3, max_new_tokens=40 - len(ids)))
+    gen = engine.generate(
+        model.model,
+        model.tokenizer,
+        ids,
+        engine.Settings(mode="soft", num_thoughts=4, paths=3, max_new_tokens=40 - len(ids)),
+    )
     assert text == gen.answer
     assert text == gen.paths[gen.chosen].text
 
@@ -46,6 +51,8 @@ def test_trained_model_uses_coconut(tiny_gemma2, tmp_path):
     settings = model._settings(k=2, max_new_tokens=4)
     assert settings.mode == "coconut" and settings.num_thoughts is None
     question = "Is Tom a lempus?"
-    gen = engine.generate(model.model, model.tokenizer, prompt_ids(model.tokenizer, question), settings, spec=model.spec)
+    gen = engine.generate(
+        model.model, model.tokenizer, prompt_ids(model.tokenizer, question), settings, spec=model.spec
+    )
     assert gen.num_thoughts == 2
     assert model.generate_answer(question=question, k=2, max_length=len(gen.prompt_ids) + 4) == gen.answer

@@ -8,29 +8,81 @@ from pathlib import Path
 
 import pytest
 
-from latent_gemma_cli.datasets import FORMATS, Example, detect_format, detokenize, read_dataset, row_fingerprint, split_name
+from latent_gemma_cli.datasets import (
+    FORMATS,
+    Example,
+    detect_format,
+    detokenize,
+    read_dataset,
+    row_fingerprint,
+    split_name,
+)
 from latent_gemma_cli.errors import InputError, UsageError
 
 
 def write_lines(path: Path, rows: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows), encoding="utf-8"
+    )
     return path
 
 
 PAIRS = [
-    {"id": "test-0001", "ja": "彼 ら は つい に それ が 真実 だ と 認め た 。", "en": "they finally acknowledged it as true ."},
+    {
+        "id": "test-0001",
+        "ja": "彼 ら は つい に それ が 真実 だ と 認め た 。",
+        "en": "they finally acknowledged it as true .",
+    },
     {"id": "test-0002", "ja": "彼 は 水泳 が 得意 で は な かっ た 。", "en": "he didn 't care for swimming ."},
-    {"id": "test-0003", "ja": "１０ 時 前 に 戻 ら な けれ ば な ら な い 。", "en": "no . i 'm sorry , i 've got to go back early ."},
+    {
+        "id": "test-0003",
+        "ja": "１０ 時 前 に 戻 ら な けれ ば な ら な い 。",
+        "en": "no . i 'm sorry , i 've got to go back early .",
+    },
 ]
 JCQA = [
-    {"q_id": 8939, "question": "電子機器で使用される最も主要な電子回路基板の事をなんと言う？", "choice0": "掲示板", "choice1": "パソコン", "choice2": "マザーボード", "choice3": "ハードディスク", "choice4": "まな板", "label": 2},
-    {"q_id": 8940, "question": "田んぼが広がる風景を何という？", "choice0": "畑", "choice1": "海", "choice2": "田園", "choice3": "地方", "choice4": "牧場", "label": 2},
+    {
+        "q_id": 8939,
+        "question": "電子機器で使用される最も主要な電子回路基板の事をなんと言う？",
+        "choice0": "掲示板",
+        "choice1": "パソコン",
+        "choice2": "マザーボード",
+        "choice3": "ハードディスク",
+        "choice4": "まな板",
+        "label": 2,
+    },
+    {
+        "q_id": 8940,
+        "question": "田んぼが広がる風景を何という？",
+        "choice0": "畑",
+        "choice1": "海",
+        "choice2": "田園",
+        "choice3": "地方",
+        "choice4": "牧場",
+        "label": 2,
+    },
 ]
 PROSQA = [
-    {"question": "Every wumpus is a yumpus. Tom is a wumpus. Is Tom a yumpus or zumpus?", "answer": "Tom is a yumpus.", "steps": ["Tom is a wumpus.", "Every wumpus is a yumpus."], "idx_to_symbol": ["wumpus", "yumpus"], "edges": [[0, 1]], "root": 0, "target": 1, "neg_target": 0},
-    {"question": "Every gorpus is a lempus. Alex is a gorpus. Is Alex a lempus or a brimpus?", "answer": "Alex is a lempus.", "steps": ["Alex is a gorpus.", "Every gorpus is a lempus."]},
+    {
+        "question": "Every wumpus is a yumpus. Tom is a wumpus. Is Tom a yumpus or zumpus?",
+        "answer": "Tom is a yumpus.",
+        "steps": ["Tom is a wumpus.", "Every wumpus is a yumpus."],
+        "idx_to_symbol": ["wumpus", "yumpus"],
+        "edges": [[0, 1]],
+        "root": 0,
+        "target": 1,
+        "neg_target": 0,
+    },
+    {
+        "question": "Every gorpus is a lempus. Alex is a gorpus. Is Alex a lempus or a brimpus?",
+        "answer": "Alex is a lempus.",
+        "steps": ["Alex is a gorpus.", "Every gorpus is a lempus."],
+    },
 ]
-GSM = [{"question": "John has 3 apples and buys 2. How many?", "steps": ["<<3+2=5>>"], "answer": "5"}, {"question": "What is 4 times 2?", "steps": [""], "answer": "8"}]
+GSM = [
+    {"question": "John has 3 apples and buys 2. How many?", "steps": ["<<3+2=5>>"], "answer": "5"},
+    {"question": "What is 4 times 2?", "steps": [""], "answer": "8"},
+]
 JSQUAD = {
     "version": "v1.0",
     "data": [
@@ -40,7 +92,15 @@ JSQUAD = {
                 {
                     "context": "梅雨 [SEP] 梅雨は、北海道と小笠原諸島を除く日本でみられる気象現象である。",
                     "qas": [
-                        {"question": "日本で梅雨がないのは北海道とどこか。", "id": "a1p0q0", "answers": [{"text": "小笠原諸島", "answer_start": 9}, {"text": "小笠原諸島を除く日本", "answer_start": 9}], "is_impossible": False},
+                        {
+                            "question": "日本で梅雨がないのは北海道とどこか。",
+                            "id": "a1p0q0",
+                            "answers": [
+                                {"text": "小笠原諸島", "answer_start": 9},
+                                {"text": "小笠原諸島を除く日本", "answer_start": 9},
+                            ],
+                            "is_impossible": False,
+                        },
                         {"question": "梅雨とは何か。", "id": "a1p0q1", "answers": [], "is_impossible": False},
                     ],
                 }
@@ -54,10 +114,13 @@ def test_detokenize_japanese_and_english():
     assert detokenize("彼 ら は つい に それ が 真実 だ と 認め た 。", "ja") == "彼らはついにそれが真実だと認めた。"
     # Spaces between two Latin words survive; spaces next to Japanese go.
     assert detokenize("New York で CD を 買 っ た 。", "ja") == "New YorkでCDを買った。"
-    assert detokenize("no . i 'm sorry , i 've got to go back early .", "en") == "No. I'm sorry, I've got to go back early."
+    assert (
+        detokenize("no . i 'm sorry , i 've got to go back early .", "en")
+        == "No. I'm sorry, I've got to go back early."
+    )
     assert detokenize("he didn 't care for swimming .", "en") == "He didn't care for swimming."
     assert detokenize("i do n't know .", "en") == "I don't know."
-    assert detokenize("he said , '' it 's nine o 'clock . ''", "en") == 'He said, "it\'s nine o\'clock."'
+    assert detokenize("he said , '' it 's nine o 'clock . ''", "en") == "He said, \"it's nine o'clock.\""
     assert detokenize("read '' gone with the wind '' now .", "en") == 'Read "gone with the wind" now.'
 
 
@@ -67,10 +130,17 @@ def test_pairs_reader_detokenizes_and_follows_direction(tmp_path):
     assert ds.format == "pairs" and ds.problems == []
     assert ds.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     first = ds.examples[0]
-    assert (first.question, first.answer) == ("彼らはついにそれが真実だと認めた。", "They finally acknowledged it as true.")
+    assert (first.question, first.answer) == (
+        "彼らはついにそれが真実だと認めた。",
+        "They finally acknowledged it as true.",
+    )
     assert (first.task, first.source_lang, first.target_lang, first.id) == ("translate", "ja", "en", "test-0001")
     en_ja = read_dataset(path, direction="en-ja").examples[1]
-    assert (en_ja.question, en_ja.answer, en_ja.source_lang) == ("He didn't care for swimming.", "彼は水泳が得意ではなかった。", "en")
+    assert (en_ja.question, en_ja.answer, en_ja.source_lang) == (
+        "He didn't care for swimming.",
+        "彼は水泳が得意ではなかった。",
+        "en",
+    )
     both = read_dataset(path, direction="both")
     assert len(both) == 6
     assert [e.id for e in both.examples[:2]] == ["test-0001:ja-en", "test-0001:en-ja"]
@@ -79,7 +149,13 @@ def test_pairs_reader_detokenizes_and_follows_direction(tmp_path):
 
 
 def test_jsonl_training_format(tmp_path):
-    path = write_lines(tmp_path / "train.jsonl", [{"question": "Q1?", "steps": ["s1", "s2"], "answer": "A1", "lang": "en"}, {"question": "質問", "answer": "答え"}])
+    path = write_lines(
+        tmp_path / "train.jsonl",
+        [
+            {"question": "Q1?", "steps": ["s1", "s2"], "answer": "A1", "lang": "en"},
+            {"question": "質問", "answer": "答え"},
+        ],
+    )
     ds = read_dataset(path)
     assert ds.format == "jsonl"
     assert ds.examples[0] == Example(question="Q1?", answer="A1", steps=["s1", "s2"], lang="en")
@@ -91,7 +167,10 @@ def test_coconut_list_prosqa_and_gsm8k(tmp_path):
     prosqa.write_text(json.dumps(PROSQA, indent=1), encoding="utf-8")
     ds = read_dataset(prosqa)
     assert ds.format == "coconut" and len(ds) == 2
-    assert ds.examples[0].answer == "Tom is a yumpus." and ds.examples[0].steps == ["Tom is a wumpus.", "Every wumpus is a yumpus."]
+    assert ds.examples[0].answer == "Tom is a yumpus." and ds.examples[0].steps == [
+        "Tom is a wumpus.",
+        "Every wumpus is a yumpus.",
+    ]
     gsm = tmp_path / "gsm_test.json"
     gsm.write_text(json.dumps(GSM), encoding="utf-8")
     ds = read_dataset(gsm)
@@ -101,7 +180,10 @@ def test_coconut_list_prosqa_and_gsm8k(tmp_path):
 
 def test_coconut_bad_records_have_lines(tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text('[\n{"question": "q", "answer": "a"},\n{"question": "q2"},\n{"question": "", "answer": "a"},\n3\n]\n', encoding="utf-8")
+    path.write_text(
+        '[\n{"question": "q", "answer": "a"},\n{"question": "q2"},\n{"question": "", "answer": "a"},\n3\n]\n',
+        encoding="utf-8",
+    )
     ds = read_dataset(path)
     assert len(ds) == 1
     assert [(p.line, p.message) for p in ds.problems] == [
@@ -117,10 +199,17 @@ def test_coconut_bad_records_have_lines(tmp_path):
 
 
 def test_instruction_layout(tmp_path):
-    path = write_lines(tmp_path / "llm-japanese.jsonl", [
-        {"instruction": "次の文を英語にしてください。", "input": "猫が寝ている。", "output": "The cat is sleeping."},
-        {"instruction": "日本の首都は？", "input": "", "output": "東京です。"},
-    ])
+    path = write_lines(
+        tmp_path / "llm-japanese.jsonl",
+        [
+            {
+                "instruction": "次の文を英語にしてください。",
+                "input": "猫が寝ている。",
+                "output": "The cat is sleeping.",
+            },
+            {"instruction": "日本の首都は？", "input": "", "output": "東京です。"},
+        ],
+    )
     ds = read_dataset(path)
     assert ds.format == "instruction"
     assert ds.examples[0].question == "次の文を英語にしてください。\n\n猫が寝ている。"
@@ -140,21 +229,27 @@ def test_jsquad_keeps_references_and_reports_bad_qas(tmp_path):
     ds = read_dataset(path)
     assert ds.format == "jsquad" and len(ds) == 1
     ex = ds.examples[0]
-    assert ex.question == "梅雨\n梅雨は、北海道と小笠原諸島を除く日本でみられる気象現象である。\n\n日本で梅雨がないのは北海道とどこか。"
+    assert (
+        ex.question
+        == "梅雨\n梅雨は、北海道と小笠原諸島を除く日本でみられる気象現象である。\n\n日本で梅雨がないのは北海道とどこか。"
+    )
     assert ex.answer == "小笠原諸島" and ex.references == ["小笠原諸島", "小笠原諸島を除く日本"]
     assert len(ds.problems) == 1 and "qas[1]" in ds.problems[0].message and "answers" in ds.problems[0].message
 
 
 def test_bad_lines_reported_with_file_and_line_then_strict_raises(tmp_path):
-    path = write_lines(tmp_path / "data.jsonl", [
-        JCQA[0],
-        "{not json",
-        {**JCQA[1], "label": 7},
-        {**JCQA[1], "question": 3},
-        "",
-        {**JCQA[1], "choice1": ""},
-        JCQA[1],
-    ])
+    path = write_lines(
+        tmp_path / "data.jsonl",
+        [
+            JCQA[0],
+            "{not json",
+            {**JCQA[1], "label": 7},
+            {**JCQA[1], "question": 3},
+            "",
+            {**JCQA[1], "choice1": ""},
+            JCQA[1],
+        ],
+    )
     ds = read_dataset(path, fmt="jcommonsenseqa")
     assert len(ds) == 2
     assert [p.line for p in ds.problems] == [2, 3, 4, 6]

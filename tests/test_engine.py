@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
+from reference import naive_decode, naive_prefix
 
 from latent_gemma_cli import engine
 from latent_gemma_cli.latent_spec import LatentSpec
 from latent_gemma_cli.loading import load_model
 from latent_gemma_cli.prompting import prompt_ids
-from reference import naive_decode, naive_prefix
 
 SPEC = LatentSpec(bot="<unused0>", eot="<unused1>", num_thoughts=3)
 TOL = 1e-4
@@ -54,7 +54,9 @@ def test_generate_equals_naive_greedy(loaded, mode):
     marker_ids = _markers(loaded) if mode != "off" else None
     with torch.inference_mode():
         logits, _, seq = naive_prefix(loaded.model, ids, mode, 3 if mode != "off" else 0, marker_ids, 0.9)
-        want, conf = naive_decode(loaded.model, seq, int(logits.argmax(-1)), 8, engine.eos_token_ids(loaded.model, loaded.tokenizer))
+        want, conf = naive_decode(
+            loaded.model, seq, int(logits.argmax(-1)), 8, engine.eos_token_ids(loaded.model, loaded.tokenizer)
+        )
     path = gen.paths[0]
     assert path.token_ids == want
     assert path.confidence == pytest.approx(conf, abs=1e-5)
@@ -65,7 +67,7 @@ def test_off_mode_matches_transformers_generate(loaded):
     gen = engine.generate(loaded.model, loaded.tokenizer, ids, engine.Settings(mode="off", max_new_tokens=12))
     with torch.inference_mode():
         out = loaded.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=12, pad_token_id=0)
-    assert gen.paths[0].token_ids == out[0, len(ids):].tolist()
+    assert gen.paths[0].token_ids == out[0, len(ids) :].tolist()
 
 
 @pytest.mark.parametrize("mode", ["soft", "coconut"])
@@ -79,7 +81,9 @@ def test_batched_paths_equal_separate_runs(loaded, mode):
         firsts = prefix.logits[0].topk(4).indices.tolist()
         batched = engine.decode_paths(runner, prefix, 4, 10, eos)
         for first, (tokens, conf, finished) in zip(firsts, batched):
-            alone = engine.decode_paths(runner, engine.run_prefix(runner, ids, mode, 2, marker_ids), 1, 10, eos, first_tokens=[first])
+            alone = engine.decode_paths(
+                runner, engine.run_prefix(runner, ids, mode, 2, marker_ids), 1, 10, eos, first_tokens=[first]
+            )
             assert alone[0][0] == tokens
             assert alone[0][1] == pytest.approx(conf, abs=1e-5)
             assert alone[0][2] == finished
@@ -87,7 +91,9 @@ def test_batched_paths_equal_separate_runs(loaded, mode):
 
 
 def test_paths_report_every_path_and_choose_most_confident(loaded):
-    gen = engine.generate(loaded.model, loaded.tokenizer, _ids(loaded), engine.Settings(mode="soft", paths=3, max_new_tokens=6))
+    gen = engine.generate(
+        loaded.model, loaded.tokenizer, _ids(loaded), engine.Settings(mode="soft", paths=3, max_new_tokens=6)
+    )
     assert len(gen.paths) == 3
     assert len({p.token_ids[0] for p in gen.paths}) == 3
     assert gen.paths[gen.chosen].confidence == max(p.confidence for p in gen.paths)
@@ -116,7 +122,9 @@ def test_coconut_feeds_previous_hidden_state_unscaled(loaded):
     """Invariant: the first decoder layer sees exactly the previous position's final hidden state."""
     model = loaded.model
     finals = []
-    out_hook = model.base_model.register_forward_hook(lambda m, a, out: finals.append(out.last_hidden_state[:, -1].clone()))
+    out_hook = model.base_model.register_forward_hook(
+        lambda m, a, out: finals.append(out.last_hidden_state[:, -1].clone())
+    )
     seen, in_hook = _layer0_inputs(model)
     try:
         with torch.inference_mode():
@@ -156,7 +164,10 @@ def test_sampling_is_seeded(loaded):
     a = engine.generate(loaded.model, loaded.tokenizer, ids, engine.Settings(seed=7, **s))
     b = engine.generate(loaded.model, loaded.tokenizer, ids, engine.Settings(seed=7, **s))
     assert a.paths[0].token_ids == b.paths[0].token_ids
-    outcomes = {tuple(engine.generate(loaded.model, loaded.tokenizer, ids, engine.Settings(seed=i, **s)).paths[0].token_ids) for i in range(6)}
+    outcomes = {
+        tuple(engine.generate(loaded.model, loaded.tokenizer, ids, engine.Settings(seed=i, **s)).paths[0].token_ids)
+        for i in range(6)
+    }
     assert len(outcomes) > 1
 
 

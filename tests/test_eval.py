@@ -25,15 +25,46 @@ EN_PREDS = ["They finally admitted it was true.", "He was not good at swimming."
 EN_REFS = ["They finally acknowledged it as true.", "He didn't care for swimming.", "You must be back before ten."]
 
 PAIRS = [
-    {"id": "test-0001", "ja": "彼 ら は つい に それ が 真実 だ と 認め た 。", "en": "they finally acknowledged it as true ."},
+    {
+        "id": "test-0001",
+        "ja": "彼 ら は つい に それ が 真実 だ と 認め た 。",
+        "en": "they finally acknowledged it as true .",
+    },
     {"id": "test-0002", "ja": "彼 は 水泳 が 得意 で は な かっ た 。", "en": "he didn 't care for swimming ."},
     {"id": "test-0003", "ja": "１０ 時 前 に 戻 ら な けれ ば な ら な い 。", "en": "you must be back before ten ."},
     {"id": "test-0004", "ja": "成功 を 祈 る わ 。", "en": "break a leg ."},
 ]
 JCQA = [
-    {"q_id": 1, "question": "電子回路基板の事をなんと言う？", "choice0": "掲示板", "choice1": "パソコン", "choice2": "マザーボード", "choice3": "ハードディスク", "choice4": "まな板", "label": 2},
-    {"q_id": 2, "question": "田んぼが広がる風景を何という？", "choice0": "畑", "choice1": "海", "choice2": "田園", "choice3": "地方", "choice4": "牧場", "label": 2},
-    {"q_id": 3, "question": "魚を切るのに使うものは？", "choice0": "掲示板", "choice1": "パソコン", "choice2": "テレビ", "choice3": "ハードディスク", "choice4": "まな板", "label": 4},
+    {
+        "q_id": 1,
+        "question": "電子回路基板の事をなんと言う？",
+        "choice0": "掲示板",
+        "choice1": "パソコン",
+        "choice2": "マザーボード",
+        "choice3": "ハードディスク",
+        "choice4": "まな板",
+        "label": 2,
+    },
+    {
+        "q_id": 2,
+        "question": "田んぼが広がる風景を何という？",
+        "choice0": "畑",
+        "choice1": "海",
+        "choice2": "田園",
+        "choice3": "地方",
+        "choice4": "牧場",
+        "label": 2,
+    },
+    {
+        "q_id": 3,
+        "question": "魚を切るのに使うものは？",
+        "choice0": "掲示板",
+        "choice1": "パソコン",
+        "choice2": "テレビ",
+        "choice3": "ハードディスク",
+        "choice4": "まな板",
+        "label": 4,
+    },
 ]
 
 
@@ -50,7 +81,9 @@ def run(*args: str):
 
 
 def test_bleu_chrf_fuzzy_equal_direct_library_calls():
-    assert metrics.bleu(JA_PREDS, JA_REFS, "ja") == sacrebleu.corpus_bleu(JA_PREDS, [JA_REFS], tokenize="ja-mecab").score
+    assert (
+        metrics.bleu(JA_PREDS, JA_REFS, "ja") == sacrebleu.corpus_bleu(JA_PREDS, [JA_REFS], tokenize="ja-mecab").score
+    )
     assert metrics.bleu(EN_PREDS, EN_REFS, "en") == sacrebleu.corpus_bleu(EN_PREDS, [EN_REFS], tokenize="13a").score
     # The tokenizer matters for Japanese: unsegmented text would be one "word" per sentence.
     assert metrics.bleu(JA_PREDS, JA_REFS, "ja") != sacrebleu.corpus_bleu(JA_PREDS, [JA_REFS], tokenize="13a").score
@@ -117,8 +150,20 @@ def test_semantic_substitute_is_named_and_bounded():
 
 @pytest.mark.parametrize(
     "answer, expected",
-    [("2", 2), ("2. マザーボード", 2), ("(4)", 4), ("答え: 1", 1), ("マザーボード", 2), ("正解はマザーボードです。", 2), ("マザーボ一ド", 2), ("わかりません", None), ("9", None),
-     ("1. まな板", 4), ("1. 畑\n2. マザーボード", 1), ("\n3\n0", 3)],
+    [
+        ("2", 2),
+        ("2. マザーボード", 2),
+        ("(4)", 4),
+        ("答え: 1", 1),
+        ("マザーボード", 2),
+        ("正解はマザーボードです。", 2),
+        ("マザーボ一ド", 2),
+        ("わかりません", None),
+        ("9", None),
+        ("1. まな板", 4),
+        ("1. 畑\n2. マザーボード", 1),
+        ("\n3\n0", 3),
+    ],
 )
 def test_choose_option(answer, expected):
     assert metrics.choose_option(answer, ["掲示板", "パソコン", "マザーボード", "ハードディスク", "まな板"]) == expected
@@ -130,12 +175,20 @@ def test_choose_option(answer, expected):
 def test_predictions_plain_text_through_cli(tmp_path):
     data = write_lines(tmp_path / "test.jsonl", PAIRS)
     preds = tmp_path / "preds.txt"
-    preds.write_text("They finally admitted it was true.\nHe was not good at swimming.\nyou must be back before ten .\nGood luck.\n", encoding="utf-8")
+    preds.write_text(
+        "They finally admitted it was true.\nHe was not good at swimming.\nyou must be back before ten .\nGood luck.\n",
+        encoding="utf-8",
+    )
     result = run("--data", str(data), "--predictions", str(preds), "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     m = report["results"]["predictions"]["metrics"]
-    refs = ["They finally acknowledged it as true.", "He didn't care for swimming.", "You must be back before ten.", "Break a leg."]
+    refs = [
+        "They finally acknowledged it as true.",
+        "He didn't care for swimming.",
+        "You must be back before ten.",
+        "Break a leg.",
+    ]
     hyps = preds.read_text(encoding="utf-8").splitlines()
     assert m["accuracy"] == 25.0 and m["correct"] == 1
     assert m["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs], tokenize="13a").score)
@@ -145,7 +198,10 @@ def test_predictions_plain_text_through_cli(tmp_path):
 
 def test_predictions_jsonl_choice_and_id_check(tmp_path):
     data = write_lines(tmp_path / "valid.jsonl", JCQA)
-    preds = write_lines(tmp_path / "preds.jsonl", [{"id": "1", "prediction": "2"}, {"id": "2", "prediction": "海"}, {"id": "3", "prediction": "まな板です"}])
+    preds = write_lines(
+        tmp_path / "preds.jsonl",
+        [{"id": "1", "prediction": "2"}, {"id": "2", "prediction": "海"}, {"id": "3", "prediction": "まな板です"}],
+    )
     result = run("--data", str(data), "--predictions", str(preds), "--json", "--per-example")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
@@ -153,7 +209,10 @@ def test_predictions_jsonl_choice_and_id_check(tmp_path):
     m = report["results"]["predictions"]["metrics"]
     assert m["correct"] == 2 and m["unmatched_choices"] == 0
     assert [e["option"] for e in report["examples"]["predictions"]] == [2, 1, 4]
-    wrong = write_lines(tmp_path / "wrong.jsonl", [{"id": "9", "prediction": "2"}, {"id": "2", "prediction": "2"}, {"id": "3", "prediction": "2"}])
+    wrong = write_lines(
+        tmp_path / "wrong.jsonl",
+        [{"id": "9", "prediction": "2"}, {"id": "2", "prediction": "2"}, {"id": "3", "prediction": "2"}],
+    )
     bad = run("--data", str(data), "--predictions", str(wrong))
     assert bad.exit_code == 2 and "line 1" in bad.stderr and "id" in bad.stderr
 
@@ -191,7 +250,15 @@ def test_json_schema_and_out_file(tmp_path):
     assert report["modes"] == ["predictions"]
     assert isinstance(report["contamination"]["checked"], bool) and report["warnings"] == []
     m = report["results"]["predictions"]["metrics"]
-    for key, kind in [("rows", int), ("accuracy", float), ("fuzzy", float), ("bleu", float), ("chrf", float), ("errors", int), ("bleu_tokenize", str)]:
+    for key, kind in [
+        ("rows", int),
+        ("accuracy", float),
+        ("fuzzy", float),
+        ("bleu", float),
+        ("chrf", float),
+        ("errors", int),
+        ("bleu_tokenize", str),
+    ]:
         assert isinstance(m[key], kind), key
     assert set(m["semantic"]) == {"name", "value", "substitute_for", "reason"}
     assert "examples" not in report
@@ -209,7 +276,9 @@ def test_warns_loudly_on_training_rows(tmp_path):
     both = read_dataset(data, direction="both").examples
     # Pair 1 both ways, pair 2 ja-en, pair 3 only en-ja (the same pair the other way still counts).
     train = both[:3] + [both[5]]
-    (model_dir / FINGERPRINTS_FILE).write_text(json.dumps({"data_sha256": "0" * 64, "data_path": "train.jsonl", "rows": [row_fingerprint(e) for e in train]}))
+    (model_dir / FINGERPRINTS_FILE).write_text(
+        json.dumps({"data_sha256": "0" * 64, "data_path": "train.jsonl", "rows": [row_fingerprint(e) for e in train]})
+    )
     result = run("--data", str(data), "--predictions", str(preds), "--model", str(model_dir), "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
@@ -240,11 +309,29 @@ def test_warns_loudly_on_training_rows(tmp_path):
 def test_eval_tiny_model_off_and_soft(tiny_gemma2, tmp_path):
     data = write_lines(tmp_path / "test.jsonl", PAIRS)
     out = tmp_path / "report.json"
-    result = run("--model", str(tiny_gemma2), "--data", str(data), "--modes", "off,soft,coconut", "--limit", "3", "--max-new-tokens", "4", "--json", "--out", str(out), "--per-example")
+    result = run(
+        "--model",
+        str(tiny_gemma2),
+        "--data",
+        str(data),
+        "--modes",
+        "off,soft,coconut",
+        "--limit",
+        "3",
+        "--max-new-tokens",
+        "4",
+        "--json",
+        "--out",
+        str(out),
+        "--per-example",
+    )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["modes"] == ["off", "soft", "coconut"]
-    assert report["results"]["coconut"]["status"] == "skipped" and "lgemma_latent.json" in report["results"]["coconut"]["reason"]
+    assert (
+        report["results"]["coconut"]["status"] == "skipped"
+        and "lgemma_latent.json" in report["results"]["coconut"]["reason"]
+    )
     assert "coconut skipped" in result.stderr
     assert report["model"]["path"] == str(tiny_gemma2) and report["model"]["latent_trained"] is False
     assert report["settings"]["max_new_tokens"] == 4 and report["settings"]["seed"] == 0
@@ -266,13 +353,27 @@ def test_eval_tiny_model_off_and_soft(tiny_gemma2, tmp_path):
 
 def test_eval_tiny_model_paths_and_choice(tiny_gemma2, tmp_path):
     data = write_lines(tmp_path / "valid.jsonl", JCQA)
-    result = run("--model", str(tiny_gemma2), "--data", str(data), "--modes", "off", "--paths", "2", "--max-new-tokens", "3", "--json")
+    result = run(
+        "--model",
+        str(tiny_gemma2),
+        "--data",
+        str(data),
+        "--modes",
+        "off",
+        "--paths",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     m = json.loads(result.stdout)["results"]["off"]["metrics"]
     assert m["paths"]["k"] == 2
     for key in ("accuracy_most_confident", "accuracy_first_path", "accuracy_any_path"):
         assert 0 <= m["paths"][key] <= 100
-    assert m["paths"]["accuracy_any_path"] >= max(m["paths"]["accuracy_most_confident"], m["paths"]["accuracy_first_path"])
+    assert m["paths"]["accuracy_any_path"] >= max(
+        m["paths"]["accuracy_most_confident"], m["paths"]["accuracy_first_path"]
+    )
     assert m["accuracy"] == m["paths"]["accuracy_most_confident"]
 
 

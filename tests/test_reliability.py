@@ -91,13 +91,35 @@ def test_translate_refuses_two_inputs_that_would_write_one_output(tiny_gemma2, t
 
 
 def _train_args(model: Path, data: Path, out: Path, *extra, quiet: bool = True):
-    return ["train", "--model", model, "--data", data, "--out", out, "--stages", "0", "--steps-per-stage", "1",
-            "--batch-size", "2", "--device", "cpu", "--max-length", "96", *(["-q"] if quiet else []), *extra]
+    return [
+        "train",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--out",
+        out,
+        "--stages",
+        "0",
+        "--steps-per-stage",
+        "1",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--max-length",
+        "96",
+        *(["-q"] if quiet else []),
+        *extra,
+    ]
 
 
 @pytest.fixture
 def train_file(tmp_path) -> Path:
-    rows = [{"question": f"Is Tom a lempus {i}?", "steps": ["Tom is a wumpus."], "answer": "yes" if i % 2 else "no"} for i in range(4)]
+    rows = [
+        {"question": f"Is Tom a lempus {i}?", "steps": ["Tom is a wumpus."], "answer": "yes" if i % 2 else "no"}
+        for i in range(4)
+    ]
     path = tmp_path / "t.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
@@ -125,7 +147,9 @@ def test_train_refuses_a_non_empty_out_without_checkpoints_and_a_file(tiny_gemma
     assert a_file.read_text(encoding="utf-8") == "x"
 
 
-@pytest.mark.parametrize("flag,value", [("--lr", "-1"), ("--lr", "nan"), ("--weight-decay", "-0.5"), ("--seed", str(2**64))])
+@pytest.mark.parametrize(
+    "flag,value", [("--lr", "-1"), ("--lr", "nan"), ("--weight-decay", "-0.5"), ("--seed", str(2**64))]
+)
 def test_train_bad_numbers_are_refused_before_anything_is_written(tiny_gemma2, tmp_path, train_file, flag, value):
     out = tmp_path / "never"
     result = lgemma(*_train_args(tiny_gemma2, train_file, out, flag, value))
@@ -137,7 +161,9 @@ def test_train_bad_numbers_are_refused_before_anything_is_written(tiny_gemma2, t
 
 
 def test_model_without_tokenizer_files_is_refused_by_name(tiny_gemma2, tmp_path):
-    broken = copy_model(tiny_gemma2, tmp_path / "no-tok", skip=("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"))
+    broken = copy_model(
+        tiny_gemma2, tmp_path / "no-tok", skip=("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+    )
     result = lgemma("ask", "--model", broken, *FAST, "hello")
     assert result.exit_code == 1 and result.stdout == ""
     line = one_error_line(result)
@@ -162,7 +188,9 @@ def test_json_lines_with_unicode_line_separators_inside_strings_read_whole(tmp_p
     assert [e.question for e in dataset.examples] == [r["question"] for r in rows]
     assert [e.line for e in dataset.examples] == list(range(1, len(rows) + 1))
     preds = tmp_path / "p.jsonl"
-    preds.write_text("".join(json.dumps({"prediction": r["answer"]}, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    preds.write_text(
+        "".join(json.dumps({"prediction": r["answer"]}, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     assert read_predictions(preds, dataset.examples) == [r["answer"] for r in rows]
     plain = tmp_path / "p.txt"
     plain.write_text("".join(r["answer"] + "\n" for r in rows), encoding="utf-8")
@@ -187,18 +215,30 @@ def test_translate_keeps_unicode_line_separators_inside_a_line():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
-def test_interrupting_a_slow_download_exits_within_a_second_and_a_rerun_fetches_only_the_rest(tiny_gemma2, tmp_path, sig, code):
+def test_interrupting_a_slow_download_exits_within_a_second_and_a_rerun_fetches_only_the_rest(
+    tiny_gemma2, tmp_path, sig, code
+):
     from hubserver import HubServer
 
     server = HubServer().start()
     try:
         server.add_repo("test-org/slow", tiny_gemma2)
         server.throttle["model.safetensors"] = 20_000  # bytes per second: 20 s for the file
-        env = {**os.environ, "HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0", "NO_COLOR": "1"}
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": server.url,
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_OFFLINE": "0",
+            "NO_COLOR": "1",
+        }
         env.pop("HF_HUB_CACHE", None)
         # Small chunks so the partial file has bytes on disk when the signal comes.
-        cmd = [sys.executable, "-c", "import sys; from huggingface_hub import constants; constants.DOWNLOAD_CHUNK_SIZE = 4096; "
-               "sys.argv = ['lgemma', 'download', 'test-org/slow']; from latent_gemma_cli.cli import main; main()"]
+        cmd = [
+            sys.executable,
+            "-c",
+            "import sys; from huggingface_hub import constants; constants.DOWNLOAD_CHUNK_SIZE = 4096; "
+            "sys.argv = ['lgemma', 'download', 'test-org/slow']; from latent_gemma_cli.cli import main; main()",
+        ]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         blobs = tmp_path / "hf" / "hub" / "models--test-org--slow" / "blobs"
         deadline = time.monotonic() + 60
@@ -244,7 +284,7 @@ def test_paths_above_the_vocabulary_is_a_usage_error(tiny_gemma2):
     loaded = load_model(str(tiny_gemma2), device="cpu")
     vocab = loaded.model.get_output_embeddings().weight.shape[0]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("latent_gemma_cli.engine.MAX_PATHS", vocab + 10)
+        mp.setattr("latent_gemma_cli.settings.MAX_PATHS", vocab + 10)
         with pytest.raises(UsageError, match=f"vocabulary of {vocab}"):
             generate(loaded.model, loaded.tokenizer, [2, 5, 6], Settings(mode="off", paths=vocab + 1, max_new_tokens=2))
 
@@ -300,11 +340,31 @@ def test_sigterm_during_translate_to_a_file_leaves_the_old_file_and_no_part_file
     target = tmp_path / "out.txt"
     target.write_text("old translation\n", encoding="utf-8")
     env = {**os.environ, "NO_COLOR": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "latent_gemma_cli", "translate", "-m", str(tiny_gemma2), *FAST, "--to", "en", "-o", str(target), str(src)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "latent_gemma_cli",
+            "translate",
+            "-m",
+            str(tiny_gemma2),
+            *FAST,
+            "--to",
+            "en",
+            "-o",
+            str(target),
+            str(src),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 90
     while not list(tmp_path.glob(".out.txt.*.part")):
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else "no .part file"
+        assert time.monotonic() < deadline and proc.poll() is None, (
+            proc.stderr.read() if proc.poll() is not None else "no .part file"
+        )
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -474,7 +534,9 @@ def test_disk_full_while_writing_a_translation_is_exit_6_and_keeps_the_old_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]
 
 
-def test_disk_full_while_training_is_exit_6_and_keeps_earlier_checkpoints(tiny_gemma2, tmp_path, monkeypatch, train_file):
+def test_disk_full_while_training_is_exit_6_and_keeps_earlier_checkpoints(
+    tiny_gemma2, tmp_path, monkeypatch, train_file
+):
     from collections import namedtuple
 
     from latent_gemma_cli.training import checkpoint
@@ -510,7 +572,9 @@ def test_corrupt_or_truncated_weights_are_named(tiny_gemma2, tmp_path):
     assert "model.safetensors" in line and "corrupt" in line and "again" in result.stderr
 
 
-@pytest.mark.parametrize("content", ["[1, 2]", '{"num_thoughts": "many"}', '{"num_thoughts": null}', '{"num_thoughts": -5}', "{not json"])
+@pytest.mark.parametrize(
+    "content", ["[1, 2]", '{"num_thoughts": "many"}', '{"num_thoughts": null}', '{"num_thoughts": -5}', "{not json"]
+)
 def test_malformed_latent_description_is_named(tiny_gemma2, tmp_path, content):
     broken = copy_model(tiny_gemma2, tmp_path / "latent")
     (broken / "lgemma_latent.json").write_text(content, encoding="utf-8")
@@ -528,7 +592,10 @@ def test_closed_stdin_with_the_question_as_an_argument_answers(tiny_gemma2):
     assert closed.returncode == 2 and "stdin is closed" in closed.stderr and "Traceback" not in closed.stderr
 
 
-@pytest.mark.parametrize("flag,value", [("--temperature", "nan"), ("--temperature", "inf"), ("--top-p", "nan"), ("--seed", str(2**64)), ("--seed", "-1")])
+@pytest.mark.parametrize(
+    "flag,value",
+    [("--temperature", "nan"), ("--temperature", "inf"), ("--top-p", "nan"), ("--seed", str(2**64)), ("--seed", "-1")],
+)
 def test_bad_sampling_numbers_are_usage_errors(tiny_gemma2, flag, value):
     result = lgemma("ask", "--model", tiny_gemma2, *FAST, flag, value, "hi")
     assert result.exit_code == 2

@@ -95,7 +95,9 @@ def test_committed_completion_scripts_are_current():
         assert "_LGEMMA_COMPLETE=complete_" in text, name
         committed = REPO / "completions" / name
         assert committed.is_file(), f"{committed} missing: run python -m latent_gemma_cli.completion_scripts"
-        assert committed.read_text(encoding="utf-8") == text, f"{committed} is stale: run python -m latent_gemma_cli.completion_scripts"
+        assert committed.read_text(encoding="utf-8") == text, (
+            f"{committed} is stale: run python -m latent_gemma_cli.completion_scripts"
+        )
     assert completion_scripts.stale(REPO / "completions") == []
 
 
@@ -125,8 +127,16 @@ def test_bash_protocol_completes_model_names(models_in_place):
     [
         ("zsh", {"_TYPER_COMPLETE_ARGS": "lgemma ask --model "}, ['"my-model"', '"org/name"', "_arguments"]),
         ("zsh", {"_TYPER_COMPLETE_ARGS": "lgemma ask --max"}, ['"--max-new-tokens"']),
-        ("fish", {"_TYPER_COMPLETE_ARGS": "lgemma ask --lang ", "_TYPER_COMPLETE_FISH_ACTION": "get-args"}, ["ja", "en"]),
-        ("fish", {"_TYPER_COMPLETE_ARGS": "lgemma ask --mode ", "_TYPER_COMPLETE_FISH_ACTION": "get-args"}, ["coconut", "soft", "off"]),
+        (
+            "fish",
+            {"_TYPER_COMPLETE_ARGS": "lgemma ask --lang ", "_TYPER_COMPLETE_FISH_ACTION": "get-args"},
+            ["ja", "en"],
+        ),
+        (
+            "fish",
+            {"_TYPER_COMPLETE_ARGS": "lgemma ask --mode ", "_TYPER_COMPLETE_FISH_ACTION": "get-args"},
+            ["coconut", "soft", "off"],
+        ),
         ("fish", {"_TYPER_COMPLETE_ARGS": "lgemma con", "_TYPER_COMPLETE_FISH_ACTION": "get-args"}, ["config"]),
     ],
 )
@@ -146,14 +156,16 @@ def test_committed_bash_script_completes_in_bash(models_in_place):
         pytest.skip("no lgemma console script next to the interpreter")
     script = (
         f"source {REPO / 'completions' / 'lgemma.bash'}\n"
-        "tab() { COMP_WORDS=(\"$@\"); COMP_CWORD=$(( $# - 1 )); _lgemma_completion lgemma; echo \"${COMPREPLY[*]}\"; }\n"
+        'tab() { COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); _lgemma_completion lgemma; echo "${COMPREPLY[*]}"; }\n'
         "tab lgemma co\n"
         "tab lgemma ask --lang ''\n"
         "tab lgemma ask --model ''\n"
         "tab lgemma config set ''\n"
     )
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    out = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     subcommands, langs, models, keys = out.stdout.splitlines()
     assert subcommands.split() == ["config"]
@@ -192,7 +204,10 @@ def imported_heavy(cases: list[tuple[str, list[str], dict]]) -> dict[str, list[s
     """Heavy modules loaded (cumulatively) after each case, run in one fresh interpreter."""
     out = subprocess.run(
         [sys.executable, "-c", _PROBE % (HEAVY,), json.dumps(cases)],
-        capture_output=True, text=True, env=os.environ.copy(), timeout=300,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.splitlines()[-1])
@@ -202,10 +217,26 @@ def test_help_and_completion_do_not_import_torch(models_in_place):
     cases = [("lgemma --help", ["--help"], {}), ("lgemma", [], {}), ("--version", ["--version"], {})]
     cases += [(" ".join(path) + " --help", path + ["--help"], {}) for path in command_paths()]
     cases += [
-        ("complete bash --model", [], {"_LGEMMA_COMPLETE": "complete_bash", "COMP_WORDS": "lgemma ask --model ", "COMP_CWORD": "3"}),
-        ("complete bash commands", [], {"_LGEMMA_COMPLETE": "complete_bash", "COMP_WORDS": "lgemma ", "COMP_CWORD": "1"}),
+        (
+            "complete bash --model",
+            [],
+            {"_LGEMMA_COMPLETE": "complete_bash", "COMP_WORDS": "lgemma ask --model ", "COMP_CWORD": "3"},
+        ),
+        (
+            "complete bash commands",
+            [],
+            {"_LGEMMA_COMPLETE": "complete_bash", "COMP_WORDS": "lgemma ", "COMP_CWORD": "1"},
+        ),
         ("complete zsh options", [], {"_LGEMMA_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "lgemma ask --"}),
-        ("complete fish --lang", [], {"_LGEMMA_COMPLETE": "complete_fish", "_TYPER_COMPLETE_FISH_ACTION": "get-args", "_TYPER_COMPLETE_ARGS": "lgemma ask --lang "}),
+        (
+            "complete fish --lang",
+            [],
+            {
+                "_LGEMMA_COMPLETE": "complete_fish",
+                "_TYPER_COMPLETE_FISH_ACTION": "get-args",
+                "_TYPER_COMPLETE_ARGS": "lgemma ask --lang ",
+            },
+        ),
     ]
     assert any(label == "ask --help" for label, _, _ in cases)
     seen = imported_heavy(cases)
@@ -246,7 +277,11 @@ def show_json(runner: CliRunner, env: dict | None = None) -> dict:
 
 def test_config_commands_precedence_through_the_cli():
     runner = CliRunner()
-    assert show_json(runner)["temperature"] == {"value": 0.0, "source": "built-in", "help": config.KEYS["temperature"].help}
+    assert show_json(runner)["temperature"] == {
+        "value": 0.0,
+        "source": "built-in",
+        "help": config.KEYS["temperature"].help,
+    }
 
     result = runner.invoke(app, ["config", "set", "temperature", "0.7"])
     assert result.exit_code == 0, result.output
@@ -256,7 +291,11 @@ def test_config_commands_precedence_through_the_cli():
     assert "temperature = 0.7" in Path(path).read_text(encoding="utf-8")
     assert show_json(runner)["temperature"]["value"] == 0.7
     assert show_json(runner)["temperature"]["source"] == "file"
-    assert show_json(runner, {"LGEMMA_TEMPERATURE": "1.5"})["temperature"] == {"value": 1.5, "source": "LGEMMA_TEMPERATURE", "help": config.KEYS["temperature"].help}
+    assert show_json(runner, {"LGEMMA_TEMPERATURE": "1.5"})["temperature"] == {
+        "value": 1.5,
+        "source": "LGEMMA_TEMPERATURE",
+        "help": config.KEYS["temperature"].help,
+    }
 
     lines = runner.invoke(app, ["config", "show"], env={"LGEMMA_MODE": "off"}).stdout.splitlines()
     assert len(lines) == len(config.KEYS)
@@ -274,7 +313,19 @@ def test_flags_beat_environment_beat_file_in_ask(tiny_gemma2, monkeypatch):
     runner = CliRunner()
 
     def paths_used(*flags: str) -> int:
-        result = runner.invoke(app, ["ask", "What is the capital of Japan?", "--model", str(tiny_gemma2), "--max-new-tokens", "2", "--json", *flags])
+        result = runner.invoke(
+            app,
+            [
+                "ask",
+                "What is the capital of Japan?",
+                "--model",
+                str(tiny_gemma2),
+                "--max-new-tokens",
+                "2",
+                "--json",
+                *flags,
+            ],
+        )
         assert result.exit_code == 0, result.output
         return len(json.loads(result.stdout)["paths"])
 
@@ -359,7 +410,12 @@ def test_doctor_json_shape(models_in_place):
 
     dirs = data["directories"]
     assert set(dirs) == {"config_file", "data", "models", "hub_cache"}
-    assert dirs["models"] == {"path": str(models_in_place / "lgemma-home" / "models"), "exists": True, "free_bytes": dirs["models"]["free_bytes"], "problem": None}
+    assert dirs["models"] == {
+        "path": str(models_in_place / "lgemma-home" / "models"),
+        "exists": True,
+        "free_bytes": dirs["models"]["free_bytes"],
+        "problem": None,
+    }
     assert dirs["hub_cache"]["path"] == str(models_in_place / "hf-home" / "hub")
     assert dirs["config_file"]["exists"] is False
     assert all(isinstance(d["free_bytes"], int) and d["free_bytes"] > 0 for d in dirs.values())
@@ -409,7 +465,16 @@ def test_doctor_text_report(models_in_place):
     result = CliRunner().invoke(app, ["doctor"])
     assert result.exit_code == 0, result.output
     text = result.stdout
-    for needle in ("versions:", "torch:", "cpu:", "auto dtype float32", "free)", "my-model (registered)", "org/name (hub-cache)", "offline mode"):
+    for needle in (
+        "versions:",
+        "torch:",
+        "cpu:",
+        "auto dtype float32",
+        "free)",
+        "my-model (registered)",
+        "org/name (hub-cache)",
+        "offline mode",
+    ):
         assert needle in text, needle
 
 
@@ -468,7 +533,11 @@ def test_no_color_on_a_terminal(tiny_gemma2):
 
 
 def test_python_dash_m_runs_the_same_app():
-    out = subprocess.run([sys.executable, "-m", "latent_gemma_cli", "--version"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "latent_gemma_cli", "--version"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0 and out.stdout.strip().startswith("lgemma ")
-    out = subprocess.run([sys.executable, "-m", "latent_gemma_cli", "--help"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "latent_gemma_cli", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert out.stdout.startswith("Usage: lgemma ")

@@ -81,9 +81,38 @@ def test_cli_writes_training_format(tmp_path):
 
 # --- style="prosqa": graphs shaped like the paper's ProsQA -------------------------------------
 
-NAMES = ["wumpus", "yumpus", "zumpus", "lempus", "gorpus", "rompus", "tumpus", "numpus", "jompus", "dumpus",
-         "impus", "vumpus", "sterpus", "brimpus", "lorpus", "timpus", "shumpus", "grimpus", "scrompus", "boompus",
-         "felpus", "fompus", "gerpus", "hilpus", "kerpus", "rempus", "terpus", "yerpus", "zhorpus", "storpus"]
+NAMES = [
+    "wumpus",
+    "yumpus",
+    "zumpus",
+    "lempus",
+    "gorpus",
+    "rompus",
+    "tumpus",
+    "numpus",
+    "jompus",
+    "dumpus",
+    "impus",
+    "vumpus",
+    "sterpus",
+    "brimpus",
+    "lorpus",
+    "timpus",
+    "shumpus",
+    "grimpus",
+    "scrompus",
+    "boompus",
+    "felpus",
+    "fompus",
+    "gerpus",
+    "hilpus",
+    "kerpus",
+    "rempus",
+    "terpus",
+    "yerpus",
+    "zhorpus",
+    "storpus",
+]
 PEOPLE_NAMES = ["Tom", "Sally", "Rex", "Wren", "Polly"]
 
 
@@ -156,7 +185,9 @@ def test_prosqa_style_japanese_is_the_same_graph():
 
 
 def test_taxonomy_style_is_a_walk_to_one_of_two_symmetric_leaves():
-    problems = list(generate(80, seed=11, style="taxonomy", hops=(2, 6), distractors=5, names=NAMES, people=PEOPLE_NAMES))
+    problems = list(
+        generate(80, seed=11, style="taxonomy", hops=(2, 6), distractors=5, names=NAMES, people=PEOPLE_NAMES)
+    )
     for p in problems:
         who, a, b = re.search(r"Is (\w+) a (\w+) or (\w+)\?$", p.question).groups()
         graph = _graph(p.question)
@@ -178,12 +209,17 @@ def test_taxonomy_style_is_a_walk_to_one_of_two_symmetric_leaves():
         for step in p.steps:
             assert step in p.question
     assert len({len(p.steps) for p in problems}) == 5
-    again = [p.to_json() for p in generate(80, seed=11, style="taxonomy", hops=(2, 6), distractors=5, names=NAMES, people=PEOPLE_NAMES)]
+    again = [
+        p.to_json()
+        for p in generate(80, seed=11, style="taxonomy", hops=(2, 6), distractors=5, names=NAMES, people=PEOPLE_NAMES)
+    ]
     assert again == [p.to_json() for p in problems]
 
 
 def test_taxonomy_one_person_hangs_the_distractor_from_a_concept():
-    for p in generate(40, seed=12, style="taxonomy", hops=(1, 5), distractors=2, names=NAMES, people=PEOPLE_NAMES, one_person=True):
+    for p in generate(
+        40, seed=12, style="taxonomy", hops=(1, 5), distractors=2, names=NAMES, people=PEOPLE_NAMES, one_person=True
+    ):
         who = re.search(r"Is (\w+) a", p.question).group(1)
         graph = _graph(p.question)
         assert [x for x in graph if x[:1].isupper()] == [who]
@@ -234,7 +270,9 @@ def test_concept_steps_are_the_chain_the_fact_steps_walk():
 
 def test_cli_concept_steps(tmp_path):
     out = tmp_path / "c.jsonl"
-    result = CliRunner().invoke(app, ["synth", "--n", "2", "--style", "taxonomy", "--hops", "3", "--steps", "concepts", "-o", str(out)])
+    result = CliRunner().invoke(
+        app, ["synth", "--n", "2", "--style", "taxonomy", "--hops", "3", "--steps", "concepts", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.stderr
     for r in map(json.loads, out.read_text(encoding="utf-8").splitlines()):
         assert len(r["steps"]) == 3 and all(" " not in s for s in r["steps"])

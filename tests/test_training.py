@@ -150,7 +150,10 @@ def _close_grads(a, b):
 def test_cached_loss_and_grads_equal_naive(request, which, stage):
     loaded = request.getfixturevalue(which)
     model = loaded.model
-    seqs = [_seq(loaded, "Is Tom a lempus?", stage), _seq(loaded, "Every wumpus is a yumpus. Is Tom a lempus or a gorpus?", stage)]
+    seqs = [
+        _seq(loaded, "Is Tom a lempus?", stage),
+        _seq(loaded, "Every wumpus is a yumpus. Is Tom a lempus or a gorpus?", stage),
+    ]
     assert seqs[0].length > 8 + seqs[0].num_thoughts  # longer than the sliding window
     model.zero_grad(set_to_none=True)
     got = batch_loss(LatentRunner(model), seqs, pad_id=0)
@@ -267,7 +270,10 @@ def test_lora_merge_keeps_the_function_and_trains_markers(tiny_gemma3):
 
 
 def _rows(n=6):
-    return [Example(question=f"Is Tom a lempus {i}?", answer="yes" if i % 2 else "no", steps=STEPS[: i % 4], id=str(i)) for i in range(n)]
+    return [
+        Example(question=f"Is Tom a lempus {i}?", answer="yes" if i % 2 else "no", steps=STEPS[: i % 4], id=str(i))
+        for i in range(n)
+    ]
 
 
 def _dataset(rows=None):
@@ -275,8 +281,17 @@ def _dataset(rows=None):
 
 
 def _config(model_dir, out, **kw):
-    base = dict(model=str(model_dir), data="rows.jsonl", out=str(out), device="cpu", batch_size=2, grad_accum=1, max_length=96,
-                curriculum=Curriculum(max_stage=1, thoughts_per_step=2, steps_per_stage=3, final_epochs=0, mix_prob=0.5), lr=1e-3)
+    base = dict(
+        model=str(model_dir),
+        data="rows.jsonl",
+        out=str(out),
+        device="cpu",
+        batch_size=2,
+        grad_accum=1,
+        max_length=96,
+        curriculum=Curriculum(max_stage=1, thoughts_per_step=2, steps_per_stage=3, final_epochs=0, mix_prob=0.5),
+        lr=1e-3,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -349,14 +364,48 @@ def test_cli_train_lora_then_ask_coconut(tiny_gemma3, tmp_path):
     valid = _write_jsonl(tmp_path / "valid.jsonl", _rows(2))
     out = tmp_path / "trained"
     runner = CliRunner()
-    res = runner.invoke(app, ["train", "--model", str(tiny_gemma3), "--data", str(train), "--valid", str(valid), "--out", str(out),
-                              "--stages", "2", "-c", "1", "--steps-per-stage", "1", "--batch-size", "3", "--lora", "--lora-r", "4",
-                              "--device", "cpu", "--valid-max-new-tokens", "4", "--max-length", "128"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            str(tiny_gemma3),
+            "--data",
+            str(train),
+            "--valid",
+            str(valid),
+            "--out",
+            str(out),
+            "--stages",
+            "2",
+            "-c",
+            "1",
+            "--steps-per-stage",
+            "1",
+            "--batch-size",
+            "3",
+            "--lora",
+            "--lora-r",
+            "4",
+            "--device",
+            "cpu",
+            "--valid-max-new-tokens",
+            "4",
+            "--max-length",
+            "128",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert res.stdout.strip() == str(out)
     loaded = load_model(str(out), device="cpu")
     spec = loaded.spec
-    assert (spec.bot, spec.eot, spec.thoughts_per_step, spec.num_thoughts, spec.feedback) == ("<unused0>", "<unused1>", 1, 2, "identity")
+    assert (spec.bot, spec.eot, spec.thoughts_per_step, spec.num_thoughts, spec.feedback) == (
+        "<unused0>",
+        "<unused1>",
+        1,
+        2,
+        "identity",
+    )
     assert spec.base_model == str(tiny_gemma3) and spec.curriculum["stages"] == [0, 1, 2, 3]
     import hashlib
 
@@ -368,9 +417,38 @@ def test_cli_train_lora_then_ask_coconut(tiny_gemma3, tmp_path):
     ends = [m for m in metrics if m.get("event") == "stage_end"]
     assert [e["valid"]["mode"] for e in ends] == ["off", "coconut", "coconut", "coconut"]
     assert [e["valid"]["thoughts"] for e in ends] == [0, 1, 2, 2]
-    ask = runner.invoke(app, ["ask", "--mode", "coconut", "--model", str(out), "--max-new-tokens", "3", "--device", "cpu", "Is Tom a lempus?"])
+    ask = runner.invoke(
+        app,
+        [
+            "ask",
+            "--mode",
+            "coconut",
+            "--model",
+            str(out),
+            "--max-new-tokens",
+            "3",
+            "--device",
+            "cpu",
+            "Is Tom a lempus?",
+        ],
+    )
     assert ask.exit_code == 0, ask.output
-    asked = runner.invoke(app, ["ask", "--mode", "coconut", "--model", str(out), "--max-new-tokens", "3", "--device", "cpu", "--json", "Is Tom a lempus?"])
+    asked = runner.invoke(
+        app,
+        [
+            "ask",
+            "--mode",
+            "coconut",
+            "--model",
+            str(out),
+            "--max-new-tokens",
+            "3",
+            "--device",
+            "cpu",
+            "--json",
+            "Is Tom a lempus?",
+        ],
+    )
     data = json.loads(asked.stdout)
     assert data["num_thoughts"] == 2 and data["markers"] == ["<unused0>", "<unused1>"]
 
@@ -378,8 +456,26 @@ def test_cli_train_lora_then_ask_coconut(tiny_gemma3, tmp_path):
 def test_cli_train_records_the_feedback_transform(tiny_gemma3, tmp_path):
     train = _write_jsonl(tmp_path / "train.jsonl", _rows(4))
     out = tmp_path / "trained"
-    args = ["train", "--model", str(tiny_gemma3), "--data", str(train), "--out", str(out), "--stages", "1", "--steps-per-stage", "1",
-            "--batch-size", "2", "--device", "cpu", "--max-length", "128", "-q"]
+    args = [
+        "train",
+        "--model",
+        str(tiny_gemma3),
+        "--data",
+        str(train),
+        "--out",
+        str(out),
+        "--stages",
+        "1",
+        "--steps-per-stage",
+        "1",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--max-length",
+        "128",
+        "-q",
+    ]
     res = CliRunner().invoke(app, args + ["--feedback", "embed_norm"])
     assert res.exit_code == 0, res.output
     assert load_model(str(out), device="cpu").spec.feedback == "embed_norm"
@@ -390,8 +486,25 @@ def test_cli_train_records_the_feedback_transform(tiny_gemma3, tmp_path):
 def test_cli_bad_records_fail_or_skip(tiny_gemma2, tmp_path):
     data = _write_jsonl(tmp_path / "train.jsonl", _rows(4), bad=True)
     runner = CliRunner()
-    args = ["train", "--model", str(tiny_gemma2), "--data", str(data), "--stages", "1", "--steps-per-stage", "1", "--final-epochs", "0",
-            "--batch-size", "2", "--device", "cpu", "--max-steps", "1"]
+    args = [
+        "train",
+        "--model",
+        str(tiny_gemma2),
+        "--data",
+        str(data),
+        "--stages",
+        "1",
+        "--steps-per-stage",
+        "1",
+        "--final-epochs",
+        "0",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--max-steps",
+        "1",
+    ]
     failed = runner.invoke(app, args + ["--out", str(tmp_path / "f")])
     assert failed.exit_code == 2
     assert f"{data}:3" in failed.stderr
@@ -403,7 +516,10 @@ def test_cli_bad_records_fail_or_skip(tiny_gemma2, tmp_path):
 def test_cli_ctrl_c_exits_130(tiny_gemma2, tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "_step", lambda self, *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     data = _write_jsonl(tmp_path / "train.jsonl", _rows(4))
-    res = CliRunner().invoke(app, ["train", "--model", str(tiny_gemma2), "--data", str(data), "--out", str(tmp_path / "o"), "--device", "cpu"])
+    res = CliRunner().invoke(
+        app,
+        ["train", "--model", str(tiny_gemma2), "--data", str(data), "--out", str(tmp_path / "o"), "--device", "cpu"],
+    )
     assert res.exit_code == 130
     assert (tmp_path / "o/checkpoints/step-00000000/state.json").is_file()
 
@@ -421,13 +537,48 @@ def _free_port() -> int:
 def test_two_process_launch_matches_one_process(tiny_gemma2, tmp_path):
     """Two CPU processes (gloo, torch.distributed.run) equal one process with the same global batch."""
     data = _write_jsonl(tmp_path / "train.jsonl", _rows(8))
-    common = ["--model", str(tiny_gemma2), "--data", str(data), "--stages", "1", "-c", "1", "--steps-per-stage", "2", "--final-epochs", "0",
-              "--grad-accum", "2", "--device", "cpu", "--lr", "1e-3", "--mix-prob", "0.5", "--quiet"]
+    common = [
+        "--model",
+        str(tiny_gemma2),
+        "--data",
+        str(data),
+        "--stages",
+        "1",
+        "-c",
+        "1",
+        "--steps-per-stage",
+        "2",
+        "--final-epochs",
+        "0",
+        "--grad-accum",
+        "2",
+        "--device",
+        "cpu",
+        "--lr",
+        "1e-3",
+        "--mix-prob",
+        "0.5",
+        "--quiet",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     # On GPUs `accelerate launch --multi_gpu` runs this same torch.distributed launcher; accelerate's
     # own CPU multi-process path needs MPI, so the CPU test calls torch.distributed.run directly.
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-              "-m", "latent_gemma_cli", "train", "--out", str(tmp_path / "two"), "--batch-size", "1"] + common
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "latent_gemma_cli",
+        "train",
+        "--out",
+        str(tmp_path / "two"),
+        "--batch-size",
+        "1",
+    ] + common
     proc = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = tmp_path / "two/checkpoints/step-00000004"

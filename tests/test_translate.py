@@ -42,20 +42,33 @@ def test_chunks_never_exceed_limit_and_keep_order(line):
 
 
 def test_segments_keep_structure_and_pass_through():
-    text = "\n".join([
-        "東京は日本の首都です。",
-        "",
-        "https://example.com/page",
-        "```",
-        "print('こんにちは')",
-        "```",
-        "This line is already English.",
-        "",
-        "",
-        "猫は寝ています。",
-    ])
+    text = "\n".join(
+        [
+            "東京は日本の首都です。",
+            "",
+            "https://example.com/page",
+            "```",
+            "print('こんにちは')",
+            "```",
+            "This line is already English.",
+            "",
+            "",
+            "猫は寝ています。",
+        ]
+    )
     segs = segment_document(text, count_chars, 100, lambda line: in_target_script(line, "en"))
-    assert [s.passthrough for s in segs] == [None, "blank", "url", "code", "code", "code", "target-language", "blank", "blank", None]
+    assert [s.passthrough for s in segs] == [
+        None,
+        "blank",
+        "url",
+        "code",
+        "code",
+        "code",
+        "target-language",
+        "blank",
+        "blank",
+        None,
+    ]
     assert [s.text for s in segs] == text.split("\n")
     assert segs[0].chunks == ["東京は日本の首都です。"]
 
@@ -193,5 +206,7 @@ def test_base_model_translation_stops_at_newline(tiny_base):
     assert len(newline) == 1 and newline[0] in stops
     ids = translation_prompt_ids(loaded.tokenizer, "猫は寝ています。", "ja", "en")
     assert ids[0] == loaded.tokenizer.bos_token_id and "English:" in loaded.tokenizer.decode(ids)
-    gen = engine.generate(loaded.model, loaded.tokenizer, ids, engine.Settings(mode="off", max_new_tokens=4, stop_ids=stops))
+    gen = engine.generate(
+        loaded.model, loaded.tokenizer, ids, engine.Settings(mode="off", max_new_tokens=4, stop_ids=stops)
+    )
     assert 1 <= gen.paths[0].num_tokens <= 4

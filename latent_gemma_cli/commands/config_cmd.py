@@ -5,27 +5,9 @@ Precedence: built-in < config file < `LGEMMA_*` environment < command-line flags
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated, Callable
 
 import typer
-
-config_app = typer.Typer(
-    help="Show and change defaults: built-in < config file < LGEMMA_* environment < flags.",
-    no_args_is_help=True,
-)
-
-
-def _guarded(func: Callable) -> Callable:
-    """cli.guarded, imported when the command runs (cli imports this module)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from ..cli import guarded
-
-        return guarded(func)(*args, **kwargs)
-
-    return wrapper
 
 
 def _complete_key(incomplete: str) -> list[str]:
@@ -41,10 +23,10 @@ def _plain(value) -> str:
     return "unset" if value is None else str(value)
 
 
-@config_app.command("show")
-@_guarded
 def show(
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object: path and every key with value and source.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object: path and every key with value and source.")
+    ] = False,
 ) -> None:
     """Print every key as `key = value  (source)` on stdout."""
     from .. import config
@@ -53,17 +35,17 @@ def show(
     values = config.effective()
     out = Output()
     if json_out:
-        out.json({
-            "path": str(config.config_file()),
-            "keys": {k: {"value": v, "source": src, "help": config.KEYS[k].help} for k, (v, src) in values.items()},
-        })
+        out.json(
+            {
+                "path": str(config.config_file()),
+                "keys": {k: {"value": v, "source": src, "help": config.KEYS[k].help} for k, (v, src) in values.items()},
+            }
+        )
         return
     width = max(len(k) for k in values)
     out.result("\n".join(f"{k:<{width}} = {_plain(v)}  ({src})" for k, (v, src) in values.items()))
 
 
-@config_app.command("set")
-@_guarded
 def set_(key: KeyArg, value: Annotated[str, typer.Argument(help="New value, checked before it is written.")]) -> None:
     """Write KEY = VALUE to the config file."""
     import os
@@ -79,8 +61,6 @@ def set_(key: KeyArg, value: Annotated[str, typer.Argument(help="New value, chec
         out.warn(f"{env_name} is set and takes precedence over the file")
 
 
-@config_app.command("unset")
-@_guarded
 def unset(key: KeyArg) -> None:
     """Remove KEY from the config file (back to the built-in default)."""
     from .. import config
@@ -91,11 +71,21 @@ def unset(key: KeyArg) -> None:
     Output().info(f"{key} removed from {path}" if had else f"{key} was not set in {path}")
 
 
-@config_app.command("path")
-@_guarded
 def path() -> None:
     """Print the config file's path (it may not exist yet)."""
     from .. import config
     from ..render import Output
 
     Output().result(str(config.config_file()))
+
+
+def build_config_app(guarded: Callable) -> typer.Typer:
+    """The `lgemma config` group, each subcommand wrapped by the one error guard."""
+    app = typer.Typer(
+        help="Show and change defaults: built-in < config file < LGEMMA_* environment < flags.", no_args_is_help=True
+    )
+    app.command("show")(guarded(show))
+    app.command("set")(guarded(set_))
+    app.command("unset")(guarded(unset))
+    app.command("path")(guarded(path))
+    return app

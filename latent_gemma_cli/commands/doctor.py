@@ -52,7 +52,10 @@ def devices() -> dict[str, Any]:
         found.append({"device": "mps", "name": "Apple MPS", "auto_dtype": pick_dtype("mps")[0]})
     device, reason = pick_device("auto")
     dtype, dtype_reason = pick_dtype(device)
-    return {"found": found, "auto": {"device": device, "device_reason": reason, "dtype": dtype, "dtype_reason": dtype_reason}}
+    return {
+        "found": found,
+        "auto": {"device": device, "device_reason": reason, "dtype": dtype, "dtype_reason": dtype_reason},
+    }
 
 
 def _free_bytes(path: Path) -> int | None:
@@ -78,7 +81,15 @@ def directories() -> dict[str, dict[str, Any]]:
         "models": paths.models_dir(),
         "hub_cache": hub_cache(),
     }
-    return {name: {"path": str(p), "exists": p.exists(), "free_bytes": _free_bytes(p), "problem": _dir_problem(p, name != "config_file")} for name, p in dirs.items()}
+    return {
+        name: {
+            "path": str(p),
+            "exists": p.exists(),
+            "free_bytes": _free_bytes(p),
+            "problem": _dir_problem(p, name != "config_file"),
+        }
+        for name, p in dirs.items()
+    }
 
 
 def _dir_problem(path: Path, is_dir: bool) -> str | None:
@@ -109,7 +120,10 @@ def hub(offline_flag: bool = False) -> dict[str, Any]:
 
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     offline = offline_flag or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
-    token = bool(os.environ.get("HF_TOKEN")) or (Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "token").is_file()
+    token = (
+        bool(os.environ.get("HF_TOKEN"))
+        or (Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "token").is_file()
+    )
     info: dict[str, Any] = {"endpoint": redact(endpoint), "offline": offline, "token": token}
     if offline:
         info["status"] = "offline mode"
@@ -128,7 +142,13 @@ def hub(offline_flag: bool = False) -> dict[str, Any]:
 
 
 def report(offline: bool = False) -> dict[str, Any]:
-    return {"versions": versions(), "devices": devices(), "directories": directories(), "models": models(), "hub": hub(offline)}
+    return {
+        "versions": versions(),
+        "devices": devices(),
+        "directories": directories(),
+        "models": models(),
+        "hub": hub(offline),
+    }
 
 
 def _size(n: int | None) -> str:

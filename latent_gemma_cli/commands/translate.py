@@ -9,8 +9,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..options import DeviceOpt, DtypeOpt, JsonOpt, MaxNewOpt, ModelOpt, ModeOpt, PathsOpt, QuietOpt, SeedOpt, TempOpt, ThoughtsOpt, TopPOpt, TraceOpt
 from ..completion import complete_language
+from ..options import (
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    MaxNewOpt,
+    ModelOpt,
+    ModeOpt,
+    PathsOpt,
+    QuietOpt,
+    SeedOpt,
+    TempOpt,
+    ThoughtsOpt,
+    TopPOpt,
+    TraceOpt,
+)
 
 
 def output_targets(names: list[str], output: Path) -> list[Path]:
@@ -54,7 +68,10 @@ def _read_inputs(files: list[str]) -> list[tuple[str, str | None, Exception | No
         if not stdin_is_piped():
             from ..errors import UsageError
 
-            raise UsageError("no input given", hint="pass files, `-` for stdin, or pipe text in: cat notes.txt | lgemma translate --to en")
+            raise UsageError(
+                "no input given",
+                hint="pass files, `-` for stdin, or pipe text in: cat notes.txt | lgemma translate --to en",
+            )
         files = ["-"]
     results = []
     for name in files:
@@ -69,13 +86,43 @@ def _read_inputs(files: list[str]) -> list[tuple[str, str | None, Exception | No
 
 
 def translate(
-    files: Annotated[Optional[list[str]], typer.Argument(help="Text files to translate; `-` or a pipe for stdin.")] = None,
-    to: Annotated[Optional[str], typer.Option("--to", autocompletion=complete_language, help="Target language: ja | en. [default: the other of the source]")] = None,
-    source: Annotated[str, typer.Option("--from", autocompletion=lambda incomplete: [c for c in ("auto", "ja", "en") if c.startswith(incomplete)], help="Source language: auto | ja | en.")] = "auto",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (written atomically), or a directory for several files.")] = None,
-    headers: Annotated[bool, typer.Option("--headers", help="With several files on stdout, print a `==> FILE <==` header before each.")] = False,
-    max_chunk_tokens: Annotated[Optional[int], typer.Option("--max-chunk-tokens", min=1, help="Largest chunk sent to the model, in tokens. [default: min(200, context/4)]")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Chunks translated together in one batch.")] = 8,
+    files: Annotated[
+        Optional[list[str]], typer.Argument(help="Text files to translate; `-` or a pipe for stdin.")
+    ] = None,
+    to: Annotated[
+        Optional[str],
+        typer.Option(
+            "--to",
+            autocompletion=complete_language,
+            help="Target language: ja | en. [default: the other of the source]",
+        ),
+    ] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            autocompletion=lambda incomplete: [c for c in ("auto", "ja", "en") if c.startswith(incomplete)],
+            help="Source language: auto | ja | en.",
+        ),
+    ] = "auto",
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Output file (written atomically), or a directory for several files."),
+    ] = None,
+    headers: Annotated[
+        bool, typer.Option("--headers", help="With several files on stdout, print a `==> FILE <==` header before each.")
+    ] = False,
+    max_chunk_tokens: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-chunk-tokens",
+            min=1,
+            help="Largest chunk sent to the model, in tokens. [default: min(200, context/4)]",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Chunks translated together in one batch.")
+    ] = 8,
     model: ModelOpt = None,
     mode: ModeOpt = None,
     thoughts: ThoughtsOpt = None,
@@ -95,11 +142,12 @@ def translate(
     Output streams line by line to stdout (or -o). Files that cannot be read are reported and
     skipped; the others are still translated, and the exit code is that of the first failure.
     """
-    from ..cli import generation_settings, load
     from ..errors import InputError
     from ..files import atomic_write
     from ..render import Output
+    from ..settings import build_settings
     from ..translation import plan, resolve_languages
+    from ._shared import load
 
     out = Output(quiet=quiet, show_trace=trace and not json_out)
     inputs = _read_inputs(list(files or []))
@@ -111,20 +159,36 @@ def translate(
     good = [(n, t) for n, t, e in inputs if e is None]
     failures = [(n, e) for n, _, e in inputs if e is not None]
     if good:
-        settings = generation_settings(mode, thoughts, paths, max_new_tokens, temperature, top_p, seed)
-        settings.validate()
+        settings = build_settings(
+            mode=mode,
+            thoughts=thoughts,
+            paths=paths,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+        )
         loaded = load(model, device, dtype)
         good_targets = [t for t, (_, _, e) in zip(targets or [None] * len(inputs), inputs) if e is None]
         for number, ((name, text), target_path) in enumerate(zip(good, good_targets)):
             src, tgt, detected = resolve_languages(text, source, to)
             segments = plan(loaded, text, tgt, max_chunk_tokens)
             if max_new_tokens is None:
-                longest = max((len(loaded.tokenizer(c, add_special_tokens=False)["input_ids"]) for s in segments for c in s.chunks), default=0)
+                longest = max(
+                    (
+                        len(loaded.tokenizer(c, add_special_tokens=False)["input_ids"])
+                        for s in segments
+                        for c in s.chunks
+                    ),
+                    default=0,
+                )
                 settings.max_new_tokens = 2 * longest + 16
             label = "<stdin>" if name == "-" else name
             if out.show_trace:
                 chunks = sum(len(s.chunks) for s in segments)
-                out.info(f"{label}: {src} -> {tgt} (detected {detected.code}, p={detected.probability:.2f}), {chunks} chunks")
+                out.info(
+                    f"{label}: {src} -> {tgt} (detected {detected.code}, p={detected.probability:.2f}), {chunks} chunks"
+                )
             if output is None:
                 if headers and several:
                     out.result(f"{'' if number == 0 else chr(10)}==> {label} <==")
@@ -153,7 +217,9 @@ def _run_file(loaded, segments, src, tgt, settings, out, label, sink, json_out, 
                     out.json(chunk.to_dict(label))
                 if out.show_trace:
                     ok = "ok" if chunk.language_ok else f"MISMATCH (got {chunk.output_language.code})"
-                    out.info(f"  line {chunk.line + 1}.{chunk.chunk}: source {chunk.source_language.code} "
-                             f"p={chunk.source_language.probability:.2f}, output {ok}, confidence {chunk.confidence:.3f}, {chunk.seconds:.2f}s")
+                    out.info(
+                        f"  line {chunk.line + 1}.{chunk.chunk}: source {chunk.source_language.code} "
+                        f"p={chunk.source_language.probability:.2f}, output {ok}, confidence {chunk.confidence:.3f}, {chunk.seconds:.2f}s"
+                    )
                 if task is not None:
                     progress.advance(task)

@@ -169,6 +169,8 @@ def build_sequence(
     if max_length is not None and seq.length > max_length:
         keep = max_length - len(prompt) - p.num_thoughts
         if keep < (3 if p.markers else 2):
-            raise ValueError(f"prompt of {len(prompt)} tokens plus {p.num_thoughts} thoughts leaves no room for a target within --max-length {max_length}")
+            raise ValueError(
+                f"prompt of {len(prompt)} tokens plus {p.num_thoughts} thoughts leaves no room for a target within --max-length {max_length}"
+            )
         seq.tail, seq.tail_labels = tail[:keep], labels[:keep]
     return seq

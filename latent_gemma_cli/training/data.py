@@ -1,7 +1,7 @@
 """Training rows: read, check, render prompts, and lay out per stage.
 
-Prompts are rendered exactly as inference renders them: `translation.translation_prompt_ids`
-for translate rows, `prompting.prompt_ids` for everything else. Bad records (the reader's
+Prompts and targets come from `tasks` (the owner of both for training, validation and eval):
+a multiple-choice row shows its options and is trained to answer with the option's number. Bad records (the reader's
 problems, and rows that cannot fit --max-length even at the final stage) are reported with file
 and line and either skipped or fatal (`--on-bad-record skip|fail`); never dropped silently.
 """
@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from ..datasets import Problem
 from ..errors import InputError
+from ..tasks import target_answer
 from .curriculum import Curriculum, TrainSequence, build_sequence
 
 
@@ -30,23 +31,36 @@ class TrainData:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def sequence(self, index: int, stage: int, curriculum: Curriculum, tokenizer: Any, marker_ids: tuple[int, int], max_length: int) -> TrainSequence:
+    def sequence(
+        self,
+        index: int,
+        stage: int,
+        curriculum: Curriculum,
+        tokenizer: Any,
+        marker_ids: tuple[int, int],
+        max_length: int,
+    ) -> TrainSequence:
         key = (index, stage)
         if key not in self._targets:
             ex = self.examples[index]
-            self._targets[key] = build_sequence(self.prompts[index], list(ex.steps or []), ex.answer, stage, curriculum, tokenizer, marker_ids, max_length)
+            self._targets[key] = build_sequence(
+                self.prompts[index],
+                list(ex.steps or []),
+                target_answer(ex),
+                stage,
+                curriculum,
+                tokenizer,
+                marker_ids,
+                max_length,
+            )
         return self._targets[key]
 
 
 def example_prompt(tokenizer: Any, example: Any) -> list[int]:
-    """The prompt ids inference would use for this example."""
-    if getattr(example, "task", "qa") == "translate":
-        from ..translation import translation_prompt_ids
+    """The prompt ids inference and `lgemma eval` use for this example (`tasks.prompt_ids`)."""
+    from ..tasks import prompt_ids
 
-        return translation_prompt_ids(tokenizer, example.question, example.source_lang, example.target_lang)
-    from ..prompting import prompt_ids
-
-    return prompt_ids(tokenizer, example.question)
+    return prompt_ids(tokenizer, example)
 
 
 def read(path: str, fmt: str = "auto", direction: str | None = None, limit: int | None = None):
@@ -78,7 +92,13 @@ def prepare(
             continue
         ids = example_prompt(tokenizer, ex)
         if len(ids) + reserve > max_length:
-            problems.append(Problem(dataset.path, line, f"{where}prompt of {len(ids)} tokens does not fit --max-length {max_length} with {reserve - 3} thoughts"))
+            problems.append(
+                Problem(
+                    dataset.path,
+                    line,
+                    f"{where}prompt of {len(ids)} tokens does not fit --max-length {max_length} with {reserve - 3} thoughts",
+                )
+            )
             continue
         examples.append(ex)
         prompts.append(ids)
@@ -88,7 +108,10 @@ def prepare(
     if problems and on_bad_record == "fail":
         shown = "; ".join(str(p) for p in problems[:3])
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise InputError(f"{len(problems)} bad record(s): {shown}{more}", hint="fix them, or pass --on-bad-record skip to train without them")
+        raise InputError(
+            f"{len(problems)} bad record(s): {shown}{more}",
+            hint="fix them, or pass --on-bad-record skip to train without them",
+        )
     if not examples:
         raise InputError(f"{dataset.path}: no usable training rows")
     return TrainData(examples, prompts, problems, dataset.path, dataset.sha256)

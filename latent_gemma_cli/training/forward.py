@@ -55,9 +55,17 @@ def language_loss(runner: LatentRunner, seqs: list[TrainSequence], pad_id: int) 
     # Logits only from the shortest prompt's last token on: the LM head over a large vocabulary
     # (262k for Gemma 3) on every prompt position would dominate the step for nothing.
     keep = width - min(len(s.prompt) for s in seqs) + 1
-    logits = runner.model(inputs_embeds=runner.embed(ids), attention_mask=mask, position_ids=_positions(mask), use_cache=False, logits_to_keep=keep).logits
+    logits = runner.model(
+        inputs_embeds=runner.embed(ids),
+        attention_mask=mask,
+        position_ids=_positions(mask),
+        use_cache=False,
+        logits_to_keep=keep,
+    ).logits
     targets = lab[:, width - keep + 1 :]
-    total = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum")
+    total = F.cross_entropy(
+        logits[:, :-1].float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
+    )
     return LossSum(total, int((targets != IGNORE).sum()))
 
 
@@ -96,8 +104,10 @@ def latent_loss(
     tail_mask = torch.tensor([[1] * len(s.tail) + [0] * (tail_width - len(s.tail)) for s in seqs], device=dev)
     inputs = torch.cat([last[:, None, :], runner.embed(tail)], dim=1)
     mask = torch.cat([mask, ones, tail_mask], dim=1)
-    positions = _positions(mask)[:, -(tail_width + 1):]
-    out = runner.model(inputs_embeds=inputs, attention_mask=mask, position_ids=positions, use_cache=True, **{runner.cache_kw: cache})
+    positions = _positions(mask)[:, -(tail_width + 1) :]
+    out = runner.model(
+        inputs_embeds=inputs, attention_mask=mask, position_ids=positions, use_cache=True, **{runner.cache_kw: cache}
+    )
     # logits[:, j] predicts tail[:, j]: position 0 is the last thought (predicting <eot>, ignored).
     logits = out.logits[:, :tail_width].float()
     total = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
@@ -110,7 +120,9 @@ def _feed(runner: LatentRunner, hidden: torch.Tensor, feedback: str, detach: boo
 
 
 def _hidden(runner: LatentRunner, embeds, mask, positions, cache) -> torch.Tensor:
-    out = runner.backbone(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **{runner.cache_kw: cache})
+    out = runner.backbone(
+        inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **{runner.cache_kw: cache}
+    )
     return out.last_hidden_state[:, -1, :]
 
 
@@ -165,4 +177,3 @@ def enable_mlp_checkpointing(hf_model: torch.nn.Module) -> int:
         mlp._lgemma_checkpointed = True
         count += 1
     return count
-

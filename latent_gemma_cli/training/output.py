@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-FINGERPRINTS_FILE = "train_fingerprints.json"
+from ..contamination import FINGERPRINTS_FILE, training_fingerprints
 
 
 def check_out_dir(out: str | Path, model_path: str | Path | None = None) -> None:
@@ -35,7 +35,10 @@ def check_out_dir(out: str | Path, model_path: str | Path | None = None) -> None
     if not out.is_dir():
         return
     if model_path is not None and Path(model_path).is_dir() and os.path.samefile(out, model_path):
-        raise UsageError(f"--out {out} is the base model's directory; training would overwrite its weights", hint="choose a new directory for --out")
+        raise UsageError(
+            f"--out {out} is the base model's directory; training would overwrite its weights",
+            hint="choose a new directory for --out",
+        )
     if any(out.iterdir()) and not checkpoints_dir(out).is_dir():
         raise UsageError(
             f"--out {out} is not empty and holds no lgemma training checkpoints; it would be overwritten",
@@ -76,9 +79,7 @@ def latent_spec(trainer: Any):
 
 
 def fingerprints(trainer: Any) -> dict:
-    from ..datasets import row_fingerprint
-
-    return {"data_sha256": trainer.data.sha256, "data_path": str(trainer.data.path), "rows": [row_fingerprint(e) for e in trainer.data.examples]}
+    return training_fingerprints(trainer.data)
 
 
 def save_final(trainer: Any) -> Path:

@@ -35,7 +35,9 @@ class LoraSettings:
 
 def _token_id(tokenizer: Any, token: str) -> int | None:
     tid = tokenizer.convert_tokens_to_ids(token)
-    if tid is None or (tokenizer.unk_token_id is not None and tid == tokenizer.unk_token_id and token != tokenizer.unk_token):
+    if tid is None or (
+        tokenizer.unk_token_id is not None and tid == tokenizer.unk_token_id and token != tokenizer.unk_token
+    ):
         return None
     return int(tid)
 
@@ -90,7 +92,9 @@ def load_trainable_state(model: Any, state: dict[str, torch.Tensor]) -> None:
     missing = wanted - set(state)
     unexpected = set(state) - set(params)
     if missing or unexpected:
-        raise ValueError(f"checkpoint does not match the model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        raise ValueError(
+            f"checkpoint does not match the model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
     with torch.no_grad():
         for name, value in state.items():
             params[name].copy_(value.to(params[name].device, params[name].dtype))

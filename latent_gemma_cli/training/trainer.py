@@ -74,7 +74,22 @@ class TrainConfig:
 
     def fingerprint(self) -> dict:
         """Settings that must match on resume."""
-        keep = ("model", "curriculum", "lr", "weight_decay", "warmup_steps", "batch_size", "grad_accum", "max_length", "seed", "lora", "data_format", "direction", "limit", "feedback")
+        keep = (
+            "model",
+            "curriculum",
+            "lr",
+            "weight_decay",
+            "warmup_steps",
+            "batch_size",
+            "grad_accum",
+            "max_length",
+            "seed",
+            "lora",
+            "data_format",
+            "direction",
+            "limit",
+            "feedback",
+        )
         data = asdict(self)
         return {k: data[k] for k in keep}
 
@@ -91,7 +106,9 @@ class TrainResult:
 class Trainer:
     """One training run. Call `run()`; `events` receives progress dictionaries (rank 0 only)."""
 
-    def __init__(self, config: TrainConfig, events: Event | None = None, dataset: Any = None, valid_dataset: Any = None):
+    def __init__(
+        self, config: TrainConfig, events: Event | None = None, dataset: Any = None, valid_dataset: Any = None
+    ):
         self.config = config
         self.events = events or (lambda e: None)
         self._dataset = dataset
@@ -106,20 +123,20 @@ class Trainer:
         import torch
         from accelerate import Accelerator
 
-        from ..loading import load_model
+        from ..loading import load_model, resolve_model_path
         from . import data as data_mod
         from .forward import LatentLossModule, enable_mlp_checkpointing
-        from .prepare import apply_lora, hf_model, setup_markers
-
-        from ..loading import resolve_model_path
         from .output import check_out_dir
+        from .prepare import apply_lora, hf_model, setup_markers
 
         cfg = self.config
         cfg.curriculum.validate()
         check_out_dir(cfg.out, resolve_model_path(cfg.model))
         precision = cfg.precision
         if precision == "auto":
-            precision = "bf16" if torch.cuda.is_available() and cfg.device != "cpu" and torch.cuda.is_bf16_supported() else "no"
+            precision = (
+                "bf16" if torch.cuda.is_available() and cfg.device != "cpu" and torch.cuda.is_bf16_supported() else "no"
+            )
         self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=precision)
         self.precision = precision
         self.out = Path(cfg.out)
@@ -136,13 +153,23 @@ class Trainer:
         if cfg.gradient_checkpointing:
             enable_mlp_checkpointing(self.hf)
         self.model.train()
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else int(self.tokenizer.eos_token_id)
-        dataset = self._dataset if self._dataset is not None else data_mod.read(cfg.data, cfg.data_format, cfg.direction, cfg.limit)
+        self.pad_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else int(self.tokenizer.eos_token_id)
+        )
+        dataset = (
+            self._dataset
+            if self._dataset is not None
+            else data_mod.read(cfg.data, cfg.data_format, cfg.direction, cfg.limit)
+        )
         report = lambda p: self._emit(event="problem", message=str(p))  # noqa: E731
         self.data = data_mod.prepare(dataset, self.tokenizer, cfg.curriculum, cfg.max_length, cfg.on_bad_record, report)
         self.valid = None
         if cfg.valid or self._valid_dataset is not None:
-            vds = self._valid_dataset if self._valid_dataset is not None else data_mod.read(cfg.valid, cfg.data_format, cfg.direction)
+            vds = (
+                self._valid_dataset
+                if self._valid_dataset is not None
+                else data_mod.read(cfg.valid, cfg.data_format, cfg.direction)
+            )
             self.valid = vds.examples[: cfg.valid_limit]
         self.loss_module = self.accelerator.prepare(LatentLossModule(self.model, self.hf, self.pad_id, cfg.feedback))
         self.world = self.accelerator.num_processes
@@ -186,10 +213,21 @@ class Trainer:
         micros = []
         for m in range(len(chunk) // unit):
             rows = chunk[m * unit + self.rank * cfg.batch_size : m * unit + (self.rank + 1) * cfg.batch_size]
-            micros.append([
-                self.data.sequence(i, mixed_stage(stage, cfg.seed, global_step, m * unit + self.rank * cfg.batch_size + k, cfg.curriculum), cfg.curriculum, self.tokenizer, self.marker_ids, cfg.max_length)
-                for k, i in enumerate(rows)
-            ])
+            micros.append(
+                [
+                    self.data.sequence(
+                        i,
+                        mixed_stage(
+                            stage, cfg.seed, global_step, m * unit + self.rank * cfg.batch_size + k, cfg.curriculum
+                        ),
+                        cfg.curriculum,
+                        self.tokenizer,
+                        self.marker_ids,
+                        cfg.max_length,
+                    )
+                    for k, i in enumerate(rows)
+                ]
+            )
         return micros
 
     # one step ---------------------------------------------------------------------------------
@@ -224,10 +262,25 @@ class Trainer:
         from .prepare import trainable_state
 
         directory = checkpoint.checkpoints_dir(self.out) / f"step-{global_step:08d}"
-        state = {"global_step": global_step, "stage": stage, "stage_step": stage_step, "done": done,
-                 "config": self.config.fingerprint(), "data_sha256": self.data.sha256, "markers": list(self.markers),
-                 "world_size": self.world}
-        checkpoint.save(directory, self.rank, trainable_state(self.model) if self.rank == 0 else None, optimizer, scheduler, rng, state)
+        state = {
+            "global_step": global_step,
+            "stage": stage,
+            "stage_step": stage_step,
+            "done": done,
+            "config": self.config.fingerprint(),
+            "data_sha256": self.data.sha256,
+            "markers": list(self.markers),
+            "world_size": self.world,
+        }
+        checkpoint.save(
+            directory,
+            self.rank,
+            trainable_state(self.model) if self.rank == 0 else None,
+            optimizer,
+            scheduler,
+            rng,
+            state,
+        )
         if self.rank == 0:
             checkpoint.prune(self.out, self.config.keep_checkpoints)
         self._emit(event="checkpoint", path=str(directory), step=global_step)
@@ -240,7 +293,10 @@ class Trainer:
         cfg = self.config
         if cfg.resume is None:
             if checkpoint.latest(self.out) is not None:
-                raise UsageError(f"{self.out} already holds training checkpoints", hint="continue with --resume auto, or choose another --out")
+                raise UsageError(
+                    f"{self.out} already holds training checkpoints",
+                    hint="continue with --resume auto, or choose another --out",
+                )
             return None
         path = checkpoint.latest(self.out) if cfg.resume == "auto" else Path(cfg.resume)
         if path is None:
@@ -249,7 +305,9 @@ class Trainer:
             raise UsageError(f"{path} is not a complete training checkpoint")
         state = checkpoint.read_state(path)
         if state["config"] != json.loads(json.dumps(cfg.fingerprint())):
-            raise UsageError(f"{path} was made with other training settings", hint="resume with the same flags as the original run")
+            raise UsageError(
+                f"{path} was made with other training settings", hint="resume with the same flags as the original run"
+            )
         if state["data_sha256"] != self.data.sha256:
             raise UsageError(f"{path} was trained on other data (sha256 differs)")
         if state.get("world_size", 1) != self.world:
@@ -279,8 +337,17 @@ class Trainer:
             self._emit(event="resume", path=str(path), step=global_step, stage=start_stage)
         stages = cfg.curriculum.stages()
         total_steps = sum(self.stage_steps(s) for s in stages)
-        self._emit(event="start", rows=len(self.data), skipped=len(self.data.problems), stages=stages, total_steps=total_steps,
-                   processes=self.world, precision=self.precision, markers=list(self.markers), steps_per_epoch=self.steps_per_epoch)
+        self._emit(
+            event="start",
+            rows=len(self.data),
+            skipped=len(self.data.problems),
+            stages=stages,
+            total_steps=total_steps,
+            processes=self.world,
+            precision=self.precision,
+            markers=list(self.markers),
+            steps_per_epoch=self.steps_per_epoch,
+        )
         metrics = open(self.out / "metrics.jsonl", "a", encoding="utf-8") if acc.is_main_process else None
         summaries, last_loss, started, done_steps = [], None, time.perf_counter(), 0
         completed = True
@@ -300,14 +367,21 @@ class Trainer:
                         scheduler.load_state_dict(loaded["scheduler"])
                     first, loaded = start_step, None
                 pos = (global_step, stage, first, checkpoint.rng_state())
-                self._emit(event="stage_start", stage=stage, steps=n_steps, thoughts=min(stage, cfg.curriculum.max_stage) * cfg.curriculum.thoughts_per_step)
+                self._emit(
+                    event="stage_start",
+                    stage=stage,
+                    steps=n_steps,
+                    thoughts=min(stage, cfg.curriculum.max_stage) * cfg.curriculum.thoughts_per_step,
+                )
                 losses = []
                 for stage_step in range(first, n_steps):
                     if cfg.max_steps is not None and global_step >= cfg.max_steps:
                         completed = False
                         break
                     t0 = time.perf_counter()
-                    loss, tgt_tokens, seq_tokens = self._step(self._micro_batches(stage, stage_step, global_step), optimizer, scheduler)
+                    loss, tgt_tokens, seq_tokens = self._step(
+                        self._micro_batches(stage, stage_step, global_step), optimizer, scheduler
+                    )
                     global_step += 1
                     pos = (global_step, stage, stage_step + 1, checkpoint.rng_state())
                     done_steps += 1
@@ -315,9 +389,17 @@ class Trainer:
                     last_loss = loss
                     dt = time.perf_counter() - t0
                     elapsed = time.perf_counter() - started
-                    record = {"step": global_step, "stage": stage, "stage_step": stage_step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0],
-                              "target_tokens": tgt_tokens, "tokens_per_s": seq_tokens / dt if dt > 0 else None, "step_s": dt,
-                              "eta_s": elapsed / done_steps * (total_steps - global_step)}
+                    record = {
+                        "step": global_step,
+                        "stage": stage,
+                        "stage_step": stage_step + 1,
+                        "loss": loss,
+                        "lr": scheduler.get_last_lr()[0],
+                        "target_tokens": tgt_tokens,
+                        "tokens_per_s": seq_tokens / dt if dt > 0 else None,
+                        "step_s": dt,
+                        "eta_s": elapsed / done_steps * (total_steps - global_step),
+                    }
                     if metrics:
                         metrics.write(json.dumps(record) + "\n")
                         metrics.flush()
@@ -332,7 +414,12 @@ class Trainer:
                 nxt = stage + 1 if last else stages[stages.index(stage) + 1]
                 pos = (global_step, nxt, 0, checkpoint.rng_state())
                 self._checkpoint(*pos[:3], optimizer, scheduler, pos[3], done=last)
-                summary = {"event": "stage_end", "stage": stage, "step": global_step, "mean_loss": sum(losses) / len(losses) if losses else None}
+                summary = {
+                    "event": "stage_end",
+                    "stage": stage,
+                    "step": global_step,
+                    "mean_loss": sum(losses) / len(losses) if losses else None,
+                }
                 if self.valid:
                     if acc.is_main_process:
                         summary["valid"] = validate(self, stage)
@@ -358,9 +445,10 @@ class Trainer:
                     raise
                 from ..errors import DiskFullError
 
-                raise DiskFullError(f"disk full while writing the trained model into {self.out}; the last checkpoint is kept",
-                                    hint="free some space, then run the same command with --resume auto to write it") from None
+                raise DiskFullError(
+                    f"disk full while writing the trained model into {self.out}; the last checkpoint is kept",
+                    hint="free some space, then run the same command with --resume auto to write it",
+                ) from None
             self._emit(event="done", out=str(self.out), steps=global_step)
         acc.wait_for_everyone()
         return TrainResult(self.out, global_step, last_loss, summaries, completed)
-

@@ -1,0 +1,88 @@
+"""What every command shares: the error guard, loading the model, quieting the libraries.
+
+Below the command modules and above the library: `cli.py` (the app and its registration table)
+and every `commands/*.py` import from here, and nothing here imports them, so there is no cycle.
+Only typer and the standard library at module level.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Callable
+
+import typer
+
+from ..errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_TERMINATED, LgemmaError, Terminated, from_os_error
+
+
+def guarded(func: Callable) -> Callable:
+    """Map project errors to one-line messages and exit codes; Ctrl-C to 130, SIGTERM to 143.
+    The one place that does, for every command."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from ..render import Output
+
+        try:
+            return func(*args, **kwargs)
+        except LgemmaError as exc:
+            Output().error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+        except Terminated:
+            Output().error("terminated")
+            raise typer.Exit(EXIT_TERMINATED) from None
+        except KeyboardInterrupt:
+            Output().error("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except OSError as exc:
+            known = from_os_error(exc)
+            if known is None:
+                raise _unexpected(exc) from None
+            Output().error(known.message, known.hint)
+            raise typer.Exit(known.exit_code) from None
+        except Exception as exc:  # a bug or an unforeseen failure: one line, unless debugging
+            raise _unexpected(exc) from None
+
+    return wrapper
+
+
+def _unexpected(exc: Exception) -> typer.Exit:
+    from ..render import Output
+
+    if os.environ.get("LGEMMA_DEBUG"):
+        raise exc
+    Output().error(
+        f"unexpected {type(exc).__name__}: {exc}".splitlines()[0],
+        hint="set LGEMMA_DEBUG=1 to see the traceback, and please report it",
+    )
+    return typer.Exit(EXIT_RUNTIME)
+
+
+def load(model: str | None, device: str | None, dtype: str | None, *, allow_pickle: bool = False) -> Any:
+    """Load the model named by flag or config, quietly (no library progress bars on our streams)."""
+    from .. import config
+    from ..loading import load_model
+
+    quiet_libraries()
+    return load_model(
+        config.resolve("model", model),
+        device=config.resolve("device", device),
+        dtype=config.resolve("dtype", dtype),
+        allow_pickle=allow_pickle,
+    )
+
+
+def quiet_libraries() -> None:
+    """No transformers/accelerate logging or progress bars on lgemma's streams."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("accelerate").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="transformers")
