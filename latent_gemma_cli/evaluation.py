@@ -72,12 +72,6 @@ class ModeResult:
 # --- scoring ---------------------------------------------------------------------------------
 
 
-def score_one(example: Example, raw: str, task: str) -> tuple[str, bool, float, int | None]:
-    """(scored prediction, correct, fuzzy, chosen option) of one answer (`tasks.score`)."""
-    graded = tasks.score(example, raw, task)
-    return graded.prediction, graded.correct, graded.fuzzy, graded.option
-
-
 def compute_metrics(
     examples: list[Example], records: list[Record], task: str, bertscore_model: str | None = None
 ) -> dict[str, Any]:
@@ -150,17 +144,17 @@ def score_predictions(
         raise InputError(f"{len(predictions)} predictions for {len(examples)} examples")
     records = []
     for i, (ex, raw) in enumerate(zip(examples, predictions)):
-        pred, correct, fz, option = score_one(ex, raw, task)
+        graded = tasks.score(ex, raw, task)
         records.append(
             Record(
                 index=i,
                 id=ex.id,
                 reference=ex.answer,
-                prediction=pred,
+                prediction=graded.prediction,
                 raw=raw,
-                correct=correct,
-                fuzzy=fz,
-                option=option,
+                correct=graded.correct,
+                fuzzy=graded.fuzzy,
+                option=graded.option,
             )
         )
     return ModeResult(
@@ -183,76 +177,109 @@ def run_mode(
     examples: list[Example],
     mode: str,
     task: str,
+    *,
     num_thoughts: int | None = None,
     paths: int = 1,
     max_new_tokens: int = 256,
     seed: int | None = 0,
     bertscore_model: str | None = None,
     progress: Progress | None = None,
+    batch_size: int = 1,
 ) -> ModeResult:
-    """Generate and score every example in one mode."""
+    """Generate and score every example in one mode, `batch_size` examples per engine call.
+
+    Batches are left-padded and greedy, so a batched run gives the same answers as one example
+    at a time (a test checks it); a row's seconds are its batch's time divided by the batch size.
+    A batch that fails (e.g. one prompt too long for the context) is rerun one row at a time, so
+    one bad row is recorded as an error without losing the others.
+    """
     from . import engine
 
-    stops = tasks.stop_ids(loaded.tokenizer, task)
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
     settings = engine.Settings(
-        mode=mode, num_thoughts=num_thoughts, paths=paths, max_new_tokens=max_new_tokens, seed=seed, stop_ids=stops
+        mode=mode,
+        num_thoughts=num_thoughts,
+        paths=paths,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        stop_ids=tasks.stop_ids(loaded.tokenizer, task),
     )
     settings.validate()
     tok = loaded.tokenizer
     records: list[Record] = []
     thoughts = None
-    for i, ex in enumerate(examples):
-        start = time.perf_counter()
+
+    def record(i: int, ex: Example, gen: Any, seconds: float) -> Record:
+        scored = []
+        for path in gen.paths:
+            text = tasks.clean_output(ex, path.text, tok, task)
+            scored.append((text, tasks.score(ex, text, task), path))
+        text, graded, chosen = scored[gen.chosen]
+        return Record(
+            index=i,
+            id=ex.id,
+            reference=ex.answer,
+            prediction=graded.prediction,
+            raw=text,
+            correct=graded.correct,
+            fuzzy=graded.fuzzy,
+            option=graded.option,
+            num_tokens=chosen.num_tokens,
+            seconds=seconds,
+            confidence=chosen.confidence,
+            paths=[
+                PathRecord(
+                    text=t, prediction=g.prediction, confidence=p.confidence, num_tokens=p.num_tokens, correct=g.correct
+                )
+                for t, g, p in scored
+            ],
+        )
+
+    def failed(i: int, ex: Example, exc: LgemmaError, seconds: float) -> Record:
+        return Record(
+            index=i,
+            id=ex.id,
+            reference=ex.answer,
+            prediction="",
+            raw="",
+            correct=False,
+            fuzzy=metrics.fuzzy("", tasks.references(ex)),
+            seconds=seconds,
+            num_tokens=0,
+            error=exc.message,
+        )
+
+    for start_row in range(0, len(examples), batch_size):
+        rows = list(enumerate(examples))[start_row : start_row + batch_size]
+        prompts = [tasks.prompt_ids(tok, ex, task) for _, ex in rows]
+        began = time.perf_counter()
         try:
-            gen = loaded.engine.generate(tasks.prompt_ids(tok, ex, task), settings)
+            gens = loaded.engine.generate_batch(prompts, settings)
         except NotLatentTrainedError:
             raise
         except LgemmaError as exc:
-            seconds = time.perf_counter() - start
-            records.append(
-                Record(
-                    index=i,
-                    id=ex.id,
-                    reference=ex.answer,
-                    prediction="",
-                    raw="",
-                    correct=False,
-                    fuzzy=metrics.fuzzy("", tasks.references(ex)),
-                    seconds=seconds,
-                    num_tokens=0,
-                    error=exc.message,
-                )
-            )
+            if len(rows) == 1:
+                records.append(failed(*rows[0], exc, time.perf_counter() - began))
+            else:  # find the row that fails; keep the others
+                for (i, ex), ids in zip(rows, prompts):
+                    t0 = time.perf_counter()
+                    try:
+                        gen = loaded.engine.generate(ids, settings)
+                    except NotLatentTrainedError:
+                        raise
+                    except LgemmaError as one:
+                        records.append(failed(i, ex, one, time.perf_counter() - t0))
+                    else:
+                        thoughts = gen.num_thoughts
+                        records.append(record(i, ex, gen, time.perf_counter() - t0))
         else:
-            seconds = time.perf_counter() - start
-            thoughts = gen.num_thoughts
-            scored = []
-            for path in gen.paths:
-                text = tasks.clean_output(ex, path.text, tok, task)
-                pred, correct, fz, option = score_one(ex, text, task)
-                scored.append((text, pred, correct, fz, option, path))
-            text, pred, correct, fz, option, chosen = scored[gen.chosen]
-            records.append(
-                Record(
-                    index=i,
-                    id=ex.id,
-                    reference=ex.answer,
-                    prediction=pred,
-                    raw=text,
-                    correct=correct,
-                    fuzzy=fz,
-                    option=option,
-                    num_tokens=chosen.num_tokens,
-                    seconds=seconds,
-                    confidence=chosen.confidence,
-                    paths=[
-                        PathRecord(text=t, prediction=p, confidence=pr.confidence, num_tokens=pr.num_tokens, correct=c)
-                        for t, p, c, _, _, pr in scored
-                    ],
-                )
-            )
+            seconds = (time.perf_counter() - began) / len(rows)
+            for (i, ex), gen in zip(rows, gens):
+                thoughts = gen.num_thoughts
+                records.append(record(i, ex, gen, seconds))
         if progress:
-            progress(mode, i + 1, len(examples))
+            progress(mode, len(records), len(examples))
     return ModeResult(
         mode=mode,
         status="ok",
@@ -267,12 +294,14 @@ def evaluate_model(
     examples: list[Example],
     modes: list[str],
     task: str,
+    *,
     num_thoughts: int | None = None,
     paths: int = 1,
     max_new_tokens: int = 256,
     seed: int | None = 0,
     bertscore_model: str | None = None,
     progress: Progress | None = None,
+    batch_size: int = 1,
 ) -> list[ModeResult]:
     """Every mode on the same rows; a mode the model cannot run is skipped with the reason,
     unless it is the only one asked (then its error is raised)."""
@@ -293,7 +322,19 @@ def evaluate_model(
             results.append(ModeResult(mode=mode, status="skipped", reason=reasons[mode]))
             continue
         results.append(
-            run_mode(loaded, examples, mode, task, num_thoughts, paths, max_new_tokens, seed, bertscore_model, progress)
+            run_mode(
+                loaded,
+                examples,
+                mode,
+                task,
+                num_thoughts=num_thoughts,
+                paths=paths,
+                max_new_tokens=max_new_tokens,
+                seed=seed,
+                bertscore_model=bertscore_model,
+                progress=progress,
+                batch_size=batch_size,
+            )
         )
     return results
 

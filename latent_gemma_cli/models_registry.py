@@ -98,7 +98,7 @@ def _repo_dirs() -> list[tuple[str, Path]]:
     """(repo id, folder) of every model repository in the hub cache, read from the folder names
     (the hub library's scan drops a repository with a missing blob, which then could not be listed
     or removed)."""
-    from .completion import hub_cache
+    from .store import hub_cache
 
     root = hub_cache()
     if not root.is_dir():

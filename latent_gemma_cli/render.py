@@ -1,4 +1,4 @@
-"""The single output layer: results to stdout, everything else to stderr.
+"""The output primitives every command lays its output out with: results to stdout, the rest to stderr.
 
 `Output.result` / `Output.json` write stdout (the answer, the translation, a report);
 `trace`, `warn`, `progress` and `error` write stderr. On a terminal stderr gets Rich panels and
@@ -52,20 +52,45 @@ class Output:
         if not self.quiet:
             self.err.print(message, markup=False)
 
-    def progress(self, **kwargs):
-        """A Rich progress bar on a terminal; a disabled one (no output) in pipes or when quiet."""
+    def progress(self, amount_field: bool = False, **kwargs):
+        """A Rich progress bar on a terminal; a disabled one (no output) in pipes or when quiet.
+
+        The bar shows done/total; with `amount_field` it shows the task's `amount` field instead
+        (e.g. "12.0 MB / 1.1 GB  3.2 MB/s" for downloads)."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         return Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[amount]}") if amount_field else MofNCompleteColumn(),
             TimeRemainingColumn(),
             console=self.err,
             disable=self.quiet or not self.fancy,
             transient=True,
             **kwargs,
         )
+
+    def table(self, title: str, header: list[str], rows: list[list[str]]) -> None:
+        """A table on stderr: a Rich table on a terminal, aligned plain text otherwise. The first
+        column is left-aligned (labels), the others right-aligned (figures)."""
+        if self.quiet:
+            return
+        if not self.fancy:
+            widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+            self.info(title)
+            for row in [header, *rows]:
+                cells = [f"{row[0]:<{widths[0]}}"] + [f"{c:>{w}}" for c, w in zip(row[1:], widths[1:])]
+                self.info("  ".join(cells).rstrip())
+            return
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left")
+        table.add_column(header[0], style="bold cyan")
+        for name in header[1:]:
+            table.add_column(name, justify="right")
+        for row in rows:
+            table.add_row(*row)
+        self.err.print(table)
 
     def trace_rows(
         self, title: str, rows: list[tuple[str, str]], paths: list[dict] | None = None, chosen: int | None = None

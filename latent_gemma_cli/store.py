@@ -5,7 +5,9 @@
   make a directory loadable (`TOKENIZER_FILES`);
 * what a `--model` reference is: a path (`looks_like_path`), a registered or catalogue name or a
   hub id (`is_model_name`, `repo_id_for`), a registration (`registered`);
-* the integrity check of a safetensors file (`check_safetensors`).
+* the integrity check of a safetensors file (`check_safetensors`);
+* the names on this machine (`model_entries`: catalogue, registered, hub cache), which shell
+  completion and `lgemma doctor` list; `models_registry.list_models` adds sizes and states.
 
 `download.py` (fetching), `loading.py` (resolving and loading) and `models_registry.py`
 (listing and removing) build on it; it imports nothing heavier than the standard library, so
@@ -116,3 +118,31 @@ def check_safetensors(path: Path) -> None:
         raise LgemmaError(
             f"{path.name} is not a valid safetensors file: {exc}", hint="run the download again"
         ) from None
+
+
+# --- what is on this machine (names only: fast enough for every Tab press) -----------------
+
+
+def hub_cache() -> Path:
+    """The Hugging Face hub cache directory (`HF_HUB_CACHE`, else `HF_HOME/hub`)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    hf_home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return Path(hf_home) / "hub"
+
+
+def model_entries() -> list[tuple[str, str]]:
+    """(name, source) for every model name lgemma accepts: `catalogue`, `registered` or `hub-cache`."""
+    entries = [(name, "catalogue") for name in CATALOGUE]
+    root = models_dir()
+    if root.is_dir():
+        for entry in sorted(root.iterdir()):
+            if entry.is_dir() and not entry.name.startswith("."):
+                entries.append((entry.name, "registered"))
+            elif entry.suffix == ".path":
+                entries.append((entry.stem, "registered"))
+    cache = hub_cache()
+    if cache.is_dir():
+        for entry in sorted(cache.glob("models--*")):
+            entries.append((entry.name[len("models--") :].replace("--", "/"), "hub-cache"))
+    return entries

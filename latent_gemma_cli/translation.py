@@ -163,6 +163,18 @@ def plan(loaded: Any, text: str, target: str, max_chunk_tokens: int | None = Non
     return segment_document(text, count, limit, lambda line: in_target_script(line, target))
 
 
+def with_length_rule(settings: Any, tokenizer: Any, segments: list[Segment], *, max_new_tokens_set: bool) -> Any:
+    """Settings whose answer limit fits the longest chunk: twice its tokens plus 16, so a
+    translation is never cut (the generic default of 256 would cut long chunks and waste time on
+    short ones). A limit the user set (flag, environment or config) is kept as it is."""
+    if max_new_tokens_set:
+        return settings
+    longest = max(
+        (len(tokenizer(c, add_special_tokens=False)["input_ids"]) for s in segments for c in s.chunks), default=0
+    )
+    return replace(settings, max_new_tokens=2 * longest + 16)
+
+
 def translate_segments(
     loaded: Any,
     segments: list[Segment],

@@ -187,7 +187,11 @@ def test_training_validation_and_eval_build_the_same_prompt_and_score_the_same_w
             seed=None,
         )
 
+    def fake_generate_batch(self, prompts, settings):
+        return [fake_generate(self, ids, settings) for ids in prompts]
+
     monkeypatch.setattr(Engine, "generate", fake_generate)
+    monkeypatch.setattr(Engine, "generate_batch", fake_generate_batch)
     loaded = load_model(str(tiny_gemma2), device="cpu")
     # what training trains on
     trained_prompt = train_data.example_prompt(loaded.tokenizer, example)

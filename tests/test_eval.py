@@ -381,3 +381,40 @@ def test_coconut_alone_on_untrained_model_is_an_error(tiny_gemma2, tmp_path):
     data = write_lines(tmp_path / "test.jsonl", PAIRS)
     result = run("--model", str(tiny_gemma2), "--data", str(data), "--modes", "coconut", "--limit", "1")
     assert result.exit_code == 2 and "lgemma_latent.json" in result.stderr
+
+
+@pytest.mark.parametrize("task,mode", [("translate", "soft"), ("choice", "off"), ("qa", "soft")])
+def test_batched_eval_equals_one_example_at_a_time(tiny_gemma2, tmp_path, task, mode):
+    from latent_gemma_cli import evaluation
+    from latent_gemma_cli.loading import load_model
+
+    if task == "translate":
+        path = tmp_path / "pairs.jsonl"
+        path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in PAIRS), encoding="utf-8")
+    elif task == "choice":
+        path = tmp_path / "jcqa.json"
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in JCQA), encoding="utf-8")
+    else:
+        path = tmp_path / "qa.jsonl"
+        rows = [
+            "Is Tom a lempus?",
+            "東京は日本の首都ですか？",
+            "What is the answer to the question?",
+            "猫は寝ていますか？",
+            "Where?",
+        ]
+        path.write_text("".join(json.dumps({"question": q, "answer": "yes"}) + "\n" for q in rows), encoding="utf-8")
+    examples = read_dataset(path).examples
+    assert len(examples) >= 3
+    loaded = load_model(str(tiny_gemma2), device="cpu")
+    kwargs = dict(num_thoughts=2, max_new_tokens=6, paths=2)
+    one = evaluation.run_mode(loaded, examples, mode, task, batch_size=1, **kwargs)
+    batched = evaluation.run_mode(loaded, examples, mode, task, batch_size=3, **kwargs)
+    fields = ("raw", "prediction", "correct", "option", "num_tokens")
+    assert [[getattr(r, f) for f in fields] for r in batched.records] == [
+        [getattr(r, f) for f in fields] for r in one.records
+    ]
+    assert [[(p.text, p.num_tokens) for p in r.paths] for r in batched.records] == [
+        [(p.text, p.num_tokens) for p in r.paths] for r in one.records
+    ]
+    assert batched.metrics["accuracy"] == one.metrics["accuracy"]

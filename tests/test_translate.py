@@ -210,3 +210,33 @@ def test_base_model_translation_stops_at_newline(tiny_base):
         loaded.model, loaded.tokenizer, ids, engine.Settings(mode="off", max_new_tokens=4, stop_ids=stops)
     )
     assert 1 <= gen.paths[0].num_tokens <= 4
+
+
+def test_length_rule_fits_the_longest_chunk_unless_the_user_set_a_limit(tiny_gemma2, monkeypatch, tmp_path):
+    from latent_gemma_cli.chunking import segment_document
+    from latent_gemma_cli.loading import load_model
+    from latent_gemma_cli.settings import Settings
+    from latent_gemma_cli.translation import with_length_rule
+
+    tok = load_model(str(tiny_gemma2), device="cpu").tokenizer
+    segments = segment_document(
+        "猫は寝ています。\n東京は日本の首都です。富士山は日本で一番高い山です。\n",
+        lambda t: len(tok(t)["input_ids"]),
+        100,
+    )
+    longest = max(len(tok(c, add_special_tokens=False)["input_ids"]) for s in segments for c in s.chunks)
+    assert (
+        with_length_rule(Settings(max_new_tokens=256), tok, segments, max_new_tokens_set=False).max_new_tokens
+        == 2 * longest + 16
+    )
+    assert with_length_rule(Settings(max_new_tokens=7), tok, segments, max_new_tokens_set=True).max_new_tokens == 7
+    # A limit from the environment (or the config file) is the user's: the rule keeps it.
+    src = tmp_path / "in.txt"
+    src.write_text("東京は日本の首都です。富士山は日本で一番高い山です。\n", encoding="utf-8")
+    monkeypatch.setenv("LGEMMA_MAX_NEW_TOKENS", "2")
+    result = runner.invoke(
+        app, ["translate", "-m", str(tiny_gemma2), "--mode", "off", "--to", "en", "--json", str(src)]
+    )
+    assert result.exit_code == 0, result.stderr
+    chunks = [json.loads(line) for line in result.stdout.strip().split("\n")]
+    assert chunks and all(p["num_tokens"] <= 2 for c in chunks for p in c["paths"])

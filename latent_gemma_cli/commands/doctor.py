@@ -73,7 +73,7 @@ def _free_bytes(path: Path) -> int | None:
 
 def directories() -> dict[str, dict[str, Any]]:
     from .. import config, paths
-    from ..completion import hub_cache
+    from ..store import hub_cache
 
     dirs = {
         "config_file": config.config_file(),
@@ -109,7 +109,7 @@ def _dir_problem(path: Path, is_dir: bool) -> str | None:
 
 
 def models() -> list[dict[str, str]]:
-    from ..completion import model_entries
+    from ..store import model_entries
 
     return [{"name": name, "source": source} for name, source in model_entries()]
 

@@ -251,23 +251,13 @@ def build_models_app(guarded: Callable) -> typer.Typer:
 
 
 class _progress_reporter:
-    """A Rich progress display on stderr (none off a terminal or with --quiet) fed by library events."""
+    """The download's progress bar (`Output.progress`, none off a terminal or with --quiet), fed by library events."""
 
     def __init__(self, out):
         import time
 
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
         self.clock = time.monotonic
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[amount]}"),
-            TimeRemainingColumn(),
-            console=out.err,
-            disable=out.quiet or not out.fancy,
-            transient=True,
-        )
+        self.progress = out.progress(amount_field=True)
         self.tasks: dict[str, tuple[int, float]] = {}
 
     def __enter__(self):

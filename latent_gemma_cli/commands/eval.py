@@ -74,22 +74,7 @@ def show_summary(out: Any, report: dict) -> None:
     modes, rows = summary_rows(report)
     data = report["data"]
     title = f"lgemma eval: {Path(data['path']).name} ({data['rows']} rows, split {data['split'] or 'unknown'}, task {data['task']})"
-    if not out.fancy:
-        out.info(title)
-        width = max(len(name) for name, _ in rows)
-        out.info(" " * width + "  " + "  ".join(f"{m:>10}" for m in modes))
-        for name, cells in rows:
-            out.info(f"{name:<{width}}  " + "  ".join(f"{c:>10}" for c in cells))
-    else:
-        from rich.table import Table
-
-        table = Table(title=title, title_justify="left")
-        table.add_column("metric", style="bold cyan")
-        for m in modes:
-            table.add_column(m, justify="right")
-        for name, cells in rows:
-            table.add_row(name, *cells)
-        out.err.print(table)
+    out.table(title, ["metric", *modes], [[name, *cells] for name, cells in rows])
     for m in modes:
         r = report["results"][m]
         if r["status"] == "ok" and r["metrics"].get("semantic", {}).get("substitute_for"):
@@ -133,6 +118,14 @@ def eval_command(
     thoughts: ThoughtsOpt = None,
     max_new_tokens: MaxNewOpt = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate the first N rows only.")] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Rows generated together in one left-padded batch (greedy: the same answers as one at a time).",
+        ),
+    ] = 8,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (reported).")] = 0,
     bertscore_model: Annotated[
         Optional[Path],
@@ -228,7 +221,17 @@ def eval_command(
                 bar.update(tasks[mode], completed=done)
 
             results = evaluation.evaluate_model(
-                loaded, examples, mode_list, task_name, thoughts_n, paths_n, max_new, seed, bert, progress
+                loaded,
+                examples,
+                mode_list,
+                task_name,
+                num_thoughts=thoughts_n,
+                paths=paths_n,
+                max_new_tokens=max_new,
+                seed=seed,
+                bertscore_model=bert,
+                progress=progress,
+                batch_size=batch_size,
             )
         for r in results:
             if r.status == "skipped":
@@ -242,6 +245,7 @@ def eval_command(
             "limit": limit,
             "direction": direction,
             "temperature": 0.0,
+            "batch_size": batch_size,
         }
         info = evaluation.model_info(loaded=loaded)
 

@@ -142,11 +142,12 @@ def translate(
     Output streams line by line to stdout (or -o). Files that cannot be read are reported and
     skipped; the others are still translated, and the exit code is that of the first failure.
     """
+    from .. import config
     from ..errors import InputError
     from ..files import atomic_write
     from ..render import Output
     from ..settings import build_settings
-    from ..translation import plan, resolve_languages
+    from ..translation import plan, resolve_languages, with_length_rule
     from ._shared import load
 
     out = Output(quiet=quiet, show_trace=trace and not json_out)
@@ -168,21 +169,14 @@ def translate(
             top_p=top_p,
             seed=seed,
         )
+        # The translation length rule applies unless a length was asked for (flag, env or config).
+        max_new_tokens_set = max_new_tokens is not None or config.effective()["max_new_tokens"][1] != "built-in"
         loaded = load(model, device, dtype)
         good_targets = [t for t, (_, _, e) in zip(targets or [None] * len(inputs), inputs) if e is None]
         for number, ((name, text), target_path) in enumerate(zip(good, good_targets)):
             src, tgt, detected = resolve_languages(text, source, to)
             segments = plan(loaded, text, tgt, max_chunk_tokens)
-            if max_new_tokens is None:
-                longest = max(
-                    (
-                        len(loaded.tokenizer(c, add_special_tokens=False)["input_ids"])
-                        for s in segments
-                        for c in s.chunks
-                    ),
-                    default=0,
-                )
-                settings.max_new_tokens = 2 * longest + 16
+            settings = with_length_rule(settings, loaded.tokenizer, segments, max_new_tokens_set=max_new_tokens_set)
             label = "<stdin>" if name == "-" else name
             if out.show_trace:
                 chunks = sum(len(s.chunks) for s in segments)
@@ -192,17 +186,43 @@ def translate(
             if output is None:
                 if headers and several:
                     out.result(f"{'' if number == 0 else chr(10)}==> {label} <==")
-                _run_file(loaded, segments, src, tgt, settings, out, label, sys.stdout, json_out, True, batch_size)
+                _run_file(
+                    loaded,
+                    segments,
+                    src,
+                    tgt,
+                    settings,
+                    out=out,
+                    label=label,
+                    sink=sys.stdout,
+                    json_out=json_out,
+                    to_stdout=True,
+                    batch_size=batch_size,
+                )
             else:
                 with atomic_write(target_path) as handle:
-                    _run_file(loaded, segments, src, tgt, settings, out, label, handle, json_out, False, batch_size)
+                    _run_file(
+                        loaded,
+                        segments,
+                        src,
+                        tgt,
+                        settings,
+                        out=out,
+                        label=label,
+                        sink=handle,
+                        json_out=json_out,
+                        to_stdout=False,
+                        batch_size=batch_size,
+                    )
     if failures:
         names = ", ".join("<stdin>" if n == "-" else n for n, _ in failures)
         out.error(f"translated {len(good)} of {len(inputs)} inputs; failed: {names}")
         raise typer.Exit(failures[0][1].exit_code if isinstance(failures[0][1], InputError) else 1)
 
 
-def _run_file(loaded, segments, src, tgt, settings, out, label, sink, json_out, to_stdout, batch_size) -> None:
+def _run_file(
+    loaded, segments, src, tgt, settings, *, out, label, sink, json_out: bool, to_stdout: bool, batch_size: int
+) -> None:
     from ..translation import translate_segments
 
     total = sum(len(s.chunks) for s in segments)
