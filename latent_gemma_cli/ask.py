@@ -16,6 +16,7 @@ class AskResult:
 
     question: str
     generation: engine.Generation
+    settings: engine.Settings
     input_language: Language
     output_language: Language
     answer_language: str | None
@@ -61,6 +62,17 @@ class AskResult:
             ],
             "prompt_token_ids": gen.prompt_ids,
             "seed": gen.seed,
+            # Every setting that changes the output, so the JSON alone says how to repeat the run.
+            "settings": {
+                "mode": gen.mode,
+                "num_thoughts": gen.num_thoughts,
+                "paths": self.settings.paths,
+                "max_new_tokens": self.settings.max_new_tokens,
+                "temperature": self.settings.temperature,
+                "top_p": self.settings.top_p,
+                "soft_top_p": self.settings.soft_top_p,
+                "seed": gen.seed,
+            },
             "languages": {
                 "input": asdict(self.input_language),
                 "output": asdict(self.output_language),
@@ -89,15 +101,19 @@ def ask(
     question: str,
     settings: engine.Settings,
     answer_language: str | None = None,
+    *,
+    on_token: Any = None,
 ) -> AskResult:
-    """Answer `question` with the loaded model; in the input language unless one is named."""
+    """Answer `question` with the loaded model; in the input language unless one is named.
+    `on_token(path, token_id)` sees each answer token as it is decoded (for streaming)."""
     input_language = language.detect(question)
     system = prompting.ANSWER_LANGUAGE_INSTRUCTIONS.get(answer_language) if answer_language else None
     ids = prompting.prompt_ids(loaded.tokenizer, question, system=system)
-    gen = loaded.engine.generate(ids, settings)
+    gen = loaded.engine.generate(ids, settings, on_token=on_token)
     return AskResult(
         question=question,
         generation=gen,
+        settings=settings,
         input_language=input_language,
         output_language=language.detect(gen.answer),
         answer_language=answer_language,

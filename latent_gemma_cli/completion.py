@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .settings import MODES
+from .settings import AUTO, MODES
 
 # Model names come from the store (standard library only, like everything here); re-exported.
 from .store import hub_cache, model_entries  # noqa: F401
@@ -24,4 +24,4 @@ def complete_language(incomplete: str) -> list[str]:
 
 
 def complete_mode(incomplete: str) -> list[str]:
-    return [m for m in MODES if m.startswith(incomplete)]
+    return [m for m in (AUTO, *MODES) if m.startswith(incomplete)]

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from .catalogue import DEFAULT_MODEL
 from .errors import UsageError
 from .paths import config_dir
-from .settings import MODES
+from .settings import AUTO, MODES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -68,7 +68,7 @@ KEYS: dict[str, Key] = {
     "model": Key(DEFAULT_MODEL, str, "default model: catalogue name, hub id in the cache, or directory"),
     "device": Key("auto", _choice("auto", "cpu", "cuda", "mps"), "device to run on"),
     "dtype": Key("auto", _choice("auto", "float32", "bfloat16", "float16"), "compute dtype"),
-    "mode": Key("soft", _choice(*MODES), "latent mode"),
+    "mode": Key(AUTO, _choice(AUTO, *MODES), "latent mode (auto: coconut for a latent-trained model, else off)"),
     "thoughts": Key(None, _int_at_least(0), "number of continuous thoughts (unset: the model's own)"),
     "paths": Key(1, _int_at_least(1), "reasoning paths decoded in one batch"),
     "max_new_tokens": Key(256, _int_at_least(1), "answer length limit in tokens"),

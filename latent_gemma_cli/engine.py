@@ -36,7 +36,7 @@ from .latent_spec import LatentSpec
 from .sampling import margins, select_next, top_p_filter
 
 # Settings live in a module without torch, so config and the command layer can use them.
-from .settings import DEFAULT_SOFT_THOUGHTS, MAX_PATHS, MAX_SEED, MODES, Settings  # noqa: F401
+from .settings import DEFAULT_SOFT_THOUGHTS, MAX_PATHS, MAX_SEED, MODES, Settings, for_model  # noqa: F401
 
 
 @dataclass
@@ -408,6 +408,7 @@ def generate_batch(
 ) -> list[Generation]:
     """`generate` for several prompts in one left-padded batch (k paths each); timings are the batch's."""
     settings.validate()
+    settings = for_model(settings, spec)
     runner = runner or LatentRunner(model)
     vocab = model.get_output_embeddings().weight.shape[0]
     if settings.paths > vocab:

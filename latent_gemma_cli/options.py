@@ -20,7 +20,9 @@ ModelOpt = Annotated[
 ModeOpt = Annotated[
     Optional[str],
     typer.Option(
-        "--mode", autocompletion=complete_mode, help="Latent mode: coconut | soft | off. [default: config `mode`, soft]"
+        "--mode",
+        autocompletion=complete_mode,
+        help="Latent mode: auto | coconut | soft | off. [default: config `mode`, auto: coconut for a latent-trained model, else off]",
     ),
 ]
 ThoughtsOpt = Annotated[
@@ -48,3 +50,13 @@ DtypeOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object with everything, token ids included.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr except errors.")]
 TraceOpt = Annotated[bool, typer.Option("--trace/--no-trace", help="Show the reasoning trace on stderr.")]
+SoftTopPOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--soft-top-p", help="Nucleus of the next-token distribution mixed into a soft thought. [default: 0.95]"
+    ),
+]
+StreamOpt = Annotated[
+    bool,
+    typer.Option("--stream/--no-stream", help="Print the answer as it is generated (one path; never with --json)."),
+]

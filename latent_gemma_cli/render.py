@@ -166,3 +166,34 @@ def ask_trace_rows(data: dict) -> list[tuple[str, str]]:
     if data.get("seed") is not None:
         rows.append(("seed", str(data["seed"])))
     return rows
+
+
+class TokenStream:
+    """Prints an answer to stdout as its tokens arrive, flushed per token.
+
+    Each step decodes all tokens so far (so a multi-byte character split over tokens is never
+    printed half: text ending in U+FFFD waits for the next token) and prints only what extends
+    the text already printed; leading and trailing space wait too, because the final answer is
+    stripped. `finish(answer)` prints the rest, so the stream equals the answer byte for byte.
+    """
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.printed = ""
+
+    def __call__(self, path: int, token_id: int) -> None:
+        if path != 0:
+            return
+        self.ids.append(token_id)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True).strip()
+        if text.endswith("\ufffd") or not text.startswith(self.printed) or len(text) == len(self.printed):
+            return
+        sys.stdout.write(text[len(self.printed) :])
+        sys.stdout.flush()
+        self.printed = text
+
+    def finish(self, answer: str) -> None:
+        rest = answer[len(self.printed) :] if answer.startswith(self.printed) else "\n" + answer
+        sys.stdout.write(rest + "\n")
+        sys.stdout.flush()

@@ -47,7 +47,7 @@ def test_piped_stdin_is_context_and_argument_is_instruction(tiny_gemma2):
 
 
 def test_json_schema_allows_replay(tiny_gemma2):
-    result = _ask(tiny_gemma2, "Is Tom a lempus?", "--json", "--paths", "3", "--seed", "5")
+    result = _ask(tiny_gemma2, "Is Tom a lempus?", "--json", "--mode", "soft", "--paths", "3", "--seed", "5")
     data = json.loads(result.stdout)
     assert set(data) >= {
         "answer",
@@ -63,6 +63,16 @@ def test_json_schema_allows_replay(tiny_gemma2):
         "timings",
     }
     assert data["seed"] == 5 and data["mode"] == "soft" and data["num_thoughts"] == 2
+    assert data["settings"] == {
+        "mode": "soft",
+        "num_thoughts": 2,
+        "paths": 3,
+        "max_new_tokens": 4,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "soft_top_p": 0.95,
+        "seed": 5,
+    }
     assert len(data["paths"]) == 3
     for p in data["paths"]:
         assert set(p) == {"text", "confidence", "num_tokens", "finished", "token_ids"}

@@ -135,7 +135,7 @@ def test_bash_protocol_completes_model_names(models_in_place):
         (
             "fish",
             {"_TYPER_COMPLETE_ARGS": "lgemma ask --mode ", "_TYPER_COMPLETE_FISH_ACTION": "get-args"},
-            ["coconut", "soft", "off"],
+            ["auto", "coconut", "soft", "off"],
         ),
         ("fish", {"_TYPER_COMPLETE_ARGS": "lgemma con", "_TYPER_COMPLETE_FISH_ACTION": "get-args"}, ["config"]),
     ],

@@ -17,6 +17,8 @@ from ..options import (
     PathsOpt,
     QuietOpt,
     SeedOpt,
+    SoftTopPOpt,
+    StreamOpt,
     TempOpt,
     ThoughtsOpt,
     TopPOpt,
@@ -50,6 +52,8 @@ def ask(
     allow_pickle: Annotated[
         bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) weights from a source you trust.")
     ] = False,
+    soft_top_p: SoftTopPOpt = None,
+    stream: StreamOpt = True,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     trace: TraceOpt = True,
@@ -59,7 +63,7 @@ def ask(
     from ..errors import UsageError
     from ..inputs import question_from
     from ..prompting import compose_question
-    from ..render import Output, ask_trace_rows
+    from ..render import Output, TokenStream, ask_trace_rows
     from ..settings import build_settings
     from ._shared import load
 
@@ -76,13 +80,21 @@ def ask(
         temperature=temperature,
         top_p=top_p,
         seed=seed,
+        **({"soft_top_p": soft_top_p} if soft_top_p is not None else {}),
     )
     loaded = load(model, device, dtype, allow_pickle=allow_pickle)
 
-    result = run_ask(loaded, text, settings, answer_language=lang)
+    # One path streams its tokens to stdout as they are decoded; several paths print the chosen
+    # answer when it is decided; --json never streams.
+    streaming = stream and not json_out and settings.paths == 1
+    printer = TokenStream(loaded.tokenizer) if streaming else None
+    result = run_ask(loaded, text, settings, answer_language=lang, on_token=printer)
     data = result.to_dict()
     if json_out:
         out.json(data)
         return
+    if printer is not None:
+        printer.finish(result.answer)
     out.trace_rows("lgemma ask", ask_trace_rows(data), data["paths"], data["chosen_path"])
-    out.result(result.answer)
+    if printer is None:
+        out.result(result.answer)
