@@ -17,6 +17,7 @@ class AskResult:
     question: str
     generation: engine.Generation
     settings: engine.Settings
+    thoughts: list[dict] | None
     input_language: Language
     output_language: Language
     answer_language: str | None
@@ -61,6 +62,7 @@ class AskResult:
                 for p in gen.paths
             ],
             "prompt_token_ids": gen.prompt_ids,
+            **({"thoughts": self.thoughts} if self.thoughts is not None else {}),
             "seed": gen.seed,
             # Every setting that changes the output, so the JSON alone says how to repeat the run.
             "settings": {
@@ -72,6 +74,8 @@ class AskResult:
                 "top_p": self.settings.top_p,
                 "soft_top_p": self.settings.soft_top_p,
                 "seed": gen.seed,
+                "answer_language": self.answer_language,
+                "lens_top": self.settings.lens_top,
             },
             "languages": {
                 "input": asdict(self.input_language),
@@ -96,6 +100,16 @@ class AskResult:
         }
 
 
+def lens_tokens(tokenizer: Any, lens: list[list[tuple[int, float]]] | None) -> list[dict] | None:
+    """`[{index, top: [{id, token, p}]}]` for each thought of a logit lens (None without one)."""
+    if lens is None:
+        return None
+    return [
+        {"index": j, "top": [{"id": t, "token": tokenizer.decode([t]), "p": round(p, 4)} for t, p in top]}
+        for j, top in enumerate(lens)
+    ]
+
+
 def ask(
     loaded: LoadedModel,
     question: str,
@@ -114,6 +128,7 @@ def ask(
         question=question,
         generation=gen,
         settings=settings,
+        thoughts=lens_tokens(loaded.tokenizer, gen.thought_lens),
         input_language=input_language,
         output_language=language.detect(gen.answer),
         answer_language=answer_language,

@@ -57,6 +57,17 @@ def _float_range(low: float, high: float) -> Callable[[Any], float]:
     return parse
 
 
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 @dataclass(frozen=True)
 class Key:
     default: Any
@@ -74,6 +85,7 @@ KEYS: dict[str, Key] = {
     "max_new_tokens": Key(256, _int_at_least(1), "answer length limit in tokens"),
     "temperature": Key(0.0, _float_range(0.0, 100.0), "sampling temperature (0 = greedy)"),
     "top_p": Key(1.0, _float_range(0.0, 1.0), "nucleus sampling mass"),
+    "show_thoughts": Key(False, _bool, "show each thought's top tokens under the LM head (ask)"),
 }
 
 

@@ -76,6 +76,8 @@ class Generation:
     markers: tuple[str, str] | None
     seed: int | None
     timings: Timings = field(default_factory=Timings)
+    # With `Settings.lens_top`: per thought, the top tokens of the LM head on its input, (id, p).
+    thought_lens: list[list[tuple[int, float]]] | None = None
 
     @property
     def answer(self) -> str:
@@ -381,6 +383,17 @@ def decode_paths(
     return [(tokens[r], sum(step_margins[r]) / len(step_margins[r]), done[r]) for r in range(n)]
 
 
+def thought_lens(runner: "LatentRunner", thought_inputs: torch.Tensor, top: int) -> list[list[list[tuple[int, float]]]]:
+    """The logit lens on continuous thoughts: softmax of the LM head applied to what the first
+    decoder layer saw at each thought (prompts x thoughts x `top` (token id, probability))."""
+    head = runner.model.get_output_embeddings()
+    probs = torch.softmax(head(thought_inputs.to(head.weight.dtype)).float(), dim=-1)
+    values, ids = probs.topk(min(top, probs.shape[-1]), dim=-1)
+    return [
+        [list(zip(ids[r, t].tolist(), values[r, t].tolist())) for t in range(ids.shape[1])] for r in range(ids.shape[0])
+    ]
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -434,6 +447,7 @@ def generate_batch(
     with torch.inference_mode():
         prefix = run_prefix_batch(runner, prompts, settings.mode, n, marker_ids, feedback, settings.soft_top_p, pad_id)
         t1 = time.perf_counter()
+        lens = thought_lens(runner, prefix.thought_inputs, settings.lens_top) if settings.lens_top > 0 else None
         decoded = decode_paths(
             runner,
             prefix,
@@ -467,6 +481,7 @@ def generate_batch(
                 markers=markers,
                 seed=settings.seed,
                 timings=timings,
+                thought_lens=lens[i] if lens is not None else None,
             )
         )
     return results

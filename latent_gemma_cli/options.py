@@ -60,3 +60,10 @@ StreamOpt = Annotated[
     bool,
     typer.Option("--stream/--no-stream", help="Print the answer as it is generated (one path; never with --json)."),
 ]
+ShowThoughtsOpt = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--show-thoughts/--no-show-thoughts",
+        help="Show each continuous thought's top tokens under the LM head (trace and --json). [default: config `show_thoughts`, off]",
+    ),
+]

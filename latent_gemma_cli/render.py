@@ -165,6 +165,9 @@ def ask_trace_rows(data: dict) -> list[tuple[str, str]]:
     ]
     if data.get("seed") is not None:
         rows.append(("seed", str(data["seed"])))
+    for thought in data.get("thoughts") or []:
+        shown = ", ".join(f"{t['token']!r} {t['p']:.2f}" for t in thought["top"])
+        rows.append((f"thought {thought['index'] + 1}", shown))
     return rows
 
 

@@ -40,6 +40,9 @@ class Settings:
     # Extra tokens that end an answer once it has begun, e.g. the newline after a base model's
     # few-shot answer (a newline before any text does not end it).
     stop_ids: tuple[int, ...] = ()
+    # Logit lens on the thoughts: the top-N tokens of the LM head applied to each thought's input
+    # (0: not computed).
+    lens_top: int = 0
 
     def validate(self) -> None:
         if self.mode not in (AUTO, *MODES):

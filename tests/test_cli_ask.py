@@ -72,6 +72,8 @@ def test_json_schema_allows_replay(tiny_gemma2):
         "top_p": 1.0,
         "soft_top_p": 0.95,
         "seed": 5,
+        "answer_language": None,
+        "lens_top": 0,
     }
     assert len(data["paths"]) == 3
     for p in data["paths"]:

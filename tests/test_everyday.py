@@ -128,3 +128,59 @@ def test_json_and_several_paths_never_stream(tiny_gemma2, flag, monkeypatch):
     extra = ["--json"] if flag == "--json" else ["--paths", "3"]
     assert ask(tiny_gemma2, *extra, "hello").exit_code == 0
     assert calls == []
+
+
+def test_show_thoughts_equals_the_lm_head_on_the_thought_inputs(tiny_gemma2, tmp_path, monkeypatch):
+    import torch
+
+    from latent_gemma_cli import engine
+    from latent_gemma_cli.loading import load_model
+
+    result = ask(tiny_gemma2, "--json", "--mode", "soft", "--thoughts", "3", "--show-thoughts", "Is Tom a lempus?")
+    data = json.loads(result.stdout)
+    assert [t["index"] for t in data["thoughts"]] == [0, 1, 2]
+    loaded = load_model(str(tiny_gemma2), device="cpu")
+    runner = engine.LatentRunner(loaded.model)
+    with torch.inference_mode():
+        prefix = engine.run_prefix(runner, data["prompt_token_ids"], "soft", 3, None, soft_top_p=0.95)
+        probs = torch.softmax(loaded.model.lm_head(prefix.thought_inputs).float(), dim=-1)
+    for j, thought in enumerate(data["thoughts"]):
+        values, ids = probs[j].topk(5)
+        assert [t["id"] for t in thought["top"]] == ids.tolist()
+        assert [t["p"] for t in thought["top"]] == pytest.approx(values.tolist(), abs=1e-4)
+        assert all(t["token"] == loaded.tokenizer.decode([t["id"]]) for t in thought["top"])
+    trace = ask(tiny_gemma2, "--mode", "soft", "--thoughts", "3", "--show-thoughts", "Is Tom a lempus?")
+    assert trace.stderr.count("thought ") >= 3
+    assert "thoughts" not in json.loads(ask(tiny_gemma2, "--json", "--mode", "soft", "hello").stdout)
+    monkeypatch.setenv("LGEMMA_SHOW_THOUGHTS", "true")  # the config key, here from the environment
+    assert (
+        len(json.loads(ask(tiny_gemma2, "--json", "--mode", "soft", "--thoughts", "2", "hello").stdout)["thoughts"])
+        == 2
+    )
+
+
+def test_replay_reproduces_a_sampled_run_from_its_json(tiny_gemma2, tmp_path):
+    first = ask(
+        tiny_gemma2,
+        "--json",
+        "--mode",
+        "soft",
+        "--thoughts",
+        "2",
+        "--temperature",
+        "1.2",
+        "--paths",
+        "2",
+        "東京は日本の首都ですか？",
+    )
+    record = tmp_path / "run.json"
+    record.write_text(first.stdout, encoding="utf-8")
+    again = runner.invoke(app, ["ask", "--replay", str(record), "--json"])
+    assert again.exit_code == 0, again.stderr
+    a, b = json.loads(first.stdout), json.loads(again.stdout)
+    assert [p["token_ids"] for p in b["paths"]] == [p["token_ids"] for p in a["paths"]]
+    assert (b["seed"], b["settings"], b["question"]) == (a["seed"], a["settings"], a["question"])
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"answer": "x"}', encoding="utf-8")
+    refused = runner.invoke(app, ["ask", "--replay", str(bad)])
+    assert refused.exit_code == 2 and "not an `lgemma ask --json` record" in refused.stderr

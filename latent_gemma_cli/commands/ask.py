@@ -17,6 +17,7 @@ from ..options import (
     PathsOpt,
     QuietOpt,
     SeedOpt,
+    ShowThoughtsOpt,
     SoftTopPOpt,
     StreamOpt,
     TempOpt,
@@ -53,12 +54,18 @@ def ask(
         bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) weights from a source you trust.")
     ] = False,
     soft_top_p: SoftTopPOpt = None,
+    show_thoughts: ShowThoughtsOpt = None,
+    replay: Annotated[
+        Optional[str],
+        typer.Option("--replay", help="Run again what an `ask --json` output recorded (question, model, every setting, seed)."),
+    ] = None,
     stream: StreamOpt = True,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     trace: TraceOpt = True,
 ) -> None:
     """Answer a question with latent reasoning. The answer goes to stdout, the trace to stderr."""
+    from .. import config
     from ..ask import ask as run_ask
     from ..errors import UsageError
     from ..inputs import question_from
@@ -70,18 +77,24 @@ def ask(
     out = Output(quiet=quiet, show_trace=trace and not json_out)
     if lang is not None and lang not in ("ja", "en"):
         raise UsageError(f"unknown answer language {lang!r}", hint="use --lang ja or --lang en")
-    instruction, context = question_from(question)
-    text = compose_question(instruction, context)
-    settings = build_settings(
-        mode=mode,
-        thoughts=thoughts,
-        paths=paths,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        **({"soft_top_p": soft_top_p} if soft_top_p is not None else {}),
-    )
+    if replay is not None:
+        if question is not None:
+            raise UsageError("--replay takes the question from the recorded run; give no question")
+        text, settings, model, device, dtype, lang = _recorded(replay)
+    else:
+        instruction, context = question_from(question)
+        text = compose_question(instruction, context)
+        settings = build_settings(
+            mode=mode,
+            thoughts=thoughts,
+            paths=paths,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            lens_top=5 if config.resolve("show_thoughts", show_thoughts) else 0,
+            **({"soft_top_p": soft_top_p} if soft_top_p is not None else {}),
+        )
     loaded = load(model, device, dtype, allow_pickle=allow_pickle)
 
     # One path streams its tokens to stdout as they are decoded; several paths print the chosen
@@ -98,3 +111,35 @@ def ask(
     out.trace_rows("lgemma ask", ask_trace_rows(data), data["paths"], data["chosen_path"])
     if printer is None:
         out.result(result.answer)
+
+
+def _recorded(path: str):
+    """(question, settings, model, device, dtype, answer language) of an `ask --json` record."""
+    import json
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..inputs import read_file
+    from ..settings import Settings
+
+    try:
+        data = json.loads(read_file(path))
+        s = data["settings"]
+        settings = Settings(
+            mode=s["mode"],
+            num_thoughts=s["num_thoughts"],
+            paths=s["paths"],
+            max_new_tokens=s["max_new_tokens"],
+            temperature=s["temperature"],
+            top_p=s["top_p"],
+            soft_top_p=s["soft_top_p"],
+            seed=s["seed"],
+            lens_top=s.get("lens_top", 0),
+        )
+        settings.validate()
+        model = data["model"]["path"]
+        if not Path(model).is_dir():
+            model = data["model"]["reference"]
+        return data["question"], settings, model, data["device"]["device"], data["device"]["dtype"], s.get("answer_language")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not an `lgemma ask --json` record ({type(exc).__name__}: {exc})") from None
