@@ -57,7 +57,9 @@ def ask(
     show_thoughts: ShowThoughtsOpt = None,
     replay: Annotated[
         Optional[str],
-        typer.Option("--replay", help="Run again what an `ask --json` output recorded (question, model, every setting, seed)."),
+        typer.Option(
+            "--replay", help="Run again what an `ask --json` output recorded (question, model, every setting, seed)."
+        ),
     ] = None,
     stream: StreamOpt = True,
     json_out: JsonOpt = False,
@@ -140,6 +142,13 @@ def _recorded(path: str):
         model = data["model"]["path"]
         if not Path(model).is_dir():
             model = data["model"]["reference"]
-        return data["question"], settings, model, data["device"]["device"], data["device"]["dtype"], s.get("answer_language")
+        return (
+            data["question"],
+            settings,
+            model,
+            data["device"]["device"],
+            data["device"]["dtype"],
+            s.get("answer_language"),
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not an `lgemma ask --json` record ({type(exc).__name__}: {exc})") from None
