@@ -15,6 +15,7 @@ import typer
 from . import __version__
 from .commands import _shared
 from .commands import ask as _ask
+from .commands import chat as _chat
 from .commands import config_cmd as _config
 from .commands import doctor as _doctor
 from .commands import download as _download
@@ -72,6 +73,7 @@ def main_callback(
 
 # The registration table: one line per command or group, every command guarded the same way.
 app.command("ask")(guarded(_ask.ask))
+app.command("chat")(guarded(_chat.chat))
 app.command("translate")(guarded(_translate.translate))
 app.command("download")(guarded(_download.download))
 app.add_typer(_download.build_models_app(guarded), name="models")
