@@ -20,6 +20,7 @@ from .commands import config_cmd as _config
 from .commands import doctor as _doctor
 from .commands import download as _download
 from .commands import eval as _eval
+from .commands import logs as _logs
 from .commands import synth as _synth
 from .commands import train as _train
 from .commands import translate as _translate
@@ -82,6 +83,7 @@ app.command("eval")(guarded(_eval.eval_command))
 app.command("synth")(guarded(_synth.synth))
 app.add_typer(_config.build_config_app(guarded), name="config")
 app.command("doctor")(guarded(_doctor.doctor))
+app.add_typer(_logs.build_logs_app(guarded), name="logs")
 
 
 def _terminate(signum, frame) -> None:

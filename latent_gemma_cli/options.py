@@ -67,3 +67,4 @@ ShowThoughtsOpt = Annotated[
         help="Show each continuous thought's top tokens under the LM head (trace and --json). [default: config `show_thoughts`, off]",
     ),
 ]
+NoLogOpt = Annotated[bool, typer.Option("--no-log", help="Do not record this run in the run log (`lgemma logs`).")]

@@ -14,6 +14,7 @@ from ..options import (
     MaxNewOpt,
     ModelOpt,
     ModeOpt,
+    NoLogOpt,
     PathsOpt,
     QuietOpt,
     SeedOpt,
@@ -62,6 +63,7 @@ def ask(
         ),
     ] = None,
     stream: StreamOpt = True,
+    no_log: NoLogOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     trace: TraceOpt = True,
@@ -105,6 +107,8 @@ def ask(
     printer = TokenStream(loaded.tokenizer) if streaming else None
     result = run_ask(loaded, text, settings, answer_language=lang, on_token=printer)
     data = result.to_dict()
+    if not no_log:
+        _log(out, data)
     if json_out:
         out.json(data)
         return
@@ -152,3 +156,21 @@ def _recorded(path: str):
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not an `lgemma ask --json` record ({type(exc).__name__}: {exc})") from None
+
+
+def _log(out, data: dict) -> None:
+    from ..runlog import record
+
+    warning = record(
+        "ask",
+        model=data["model"]["reference"],
+        mode=data["mode"],
+        input_text=data["question"],
+        output=data["answer"],
+        seed=data["seed"],
+        seconds=data["timings"]["total_s"],
+        settings=data["settings"],
+        thoughts=data.get("thoughts"),
+    )
+    if warning:
+        out.warn(warning)

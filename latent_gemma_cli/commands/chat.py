@@ -17,6 +17,7 @@ from ..options import (
     MaxNewOpt,
     ModelOpt,
     ModeOpt,
+    NoLogOpt,
     PathsOpt,
     QuietOpt,
     SeedOpt,
@@ -51,6 +52,7 @@ def chat(
     show_thoughts: ShowThoughtsOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    no_log: NoLogOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Chat with one loaded model: multi-turn, streamed answers, slash commands (/help)."""
@@ -81,7 +83,7 @@ def chat(
         except ImportError:  # pragma: no cover - not on every platform
             pass
         out.info(f"lgemma chat with {loaded.reference} ({settings.mode} mode); /help for commands, Ctrl-D to leave")
-    session = _Session(loaded, conversation, settings, out)
+    session = _Session(loaded, conversation, settings, out, log=not no_log)
     for message in _messages(interactive):
         if message.startswith("/"):
             if not session.command(message):
@@ -111,8 +113,8 @@ def _messages(interactive: bool):
 
 
 class _Session:
-    def __init__(self, loaded: Any, conversation: Any, settings: Any, out: Any):
-        self.loaded, self.conversation, self.settings, self.out = loaded, conversation, settings, out
+    def __init__(self, loaded: Any, conversation: Any, settings: Any, out: Any, log: bool = True):
+        self.loaded, self.conversation, self.settings, self.out, self.log = loaded, conversation, settings, out, log
 
     def turn(self, message: str) -> None:
         from dataclasses import replace
@@ -142,6 +144,28 @@ class _Session:
                 shown = ", ".join(f"{self.loaded.tokenizer.decode([t])!r} {p:.2f}" for t, p in top)
                 self.out.info(f"thought {j + 1}: {shown}")
         self.conversation.add_turn(message, gen.answer)
+        if self.log:
+            from ..ask import lens_tokens
+            from ..runlog import record
+
+            warning = record(
+                "chat",
+                model=self.loaded.reference,
+                mode=gen.mode,
+                input_text=message,
+                output=gen.answer,
+                seed=gen.seed,
+                seconds=gen.timings.total_s,
+                settings={
+                    "paths": settings.paths,
+                    "num_thoughts": gen.num_thoughts,
+                    "temperature": settings.temperature,
+                    "top_p": settings.top_p,
+                },
+                thoughts=lens_tokens(self.loaded.tokenizer, gen.thought_lens),
+            )
+            if warning:
+                self.out.warn(warning)
 
     def command(self, line: str) -> bool:
         """Apply a slash command; False ends the session. Bad values are one line, never an exit."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,6 +18,7 @@ from ..options import (
     MaxNewOpt,
     ModelOpt,
     ModeOpt,
+    NoLogOpt,
     PathsOpt,
     QuietOpt,
     SeedOpt,
@@ -136,6 +138,7 @@ def translate(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     trace: TraceOpt = True,
+    no_log: NoLogOpt = False,
 ) -> None:
     """Translate Japanese <-> English, keeping paragraphs, blank lines, code blocks and URLs.
 
@@ -146,7 +149,7 @@ def translate(
     from ..errors import InputError
     from ..files import atomic_write
     from ..render import Output
-    from ..settings import build_settings
+    from ..settings import build_settings, for_model
     from ..translation import plan, resolve_languages, with_length_rule
     from ._shared import load
 
@@ -172,6 +175,7 @@ def translate(
         # The translation length rule applies unless a length was asked for (flag, env or config).
         max_new_tokens_set = max_new_tokens is not None or config.effective()["max_new_tokens"][1] != "built-in"
         loaded = load(model, device, dtype)
+        settings = for_model(settings, loaded.spec)  # `auto` resolved, a seed drawn when sampling
         good_targets = [t for t, (_, _, e) in zip(targets or [None] * len(inputs), inputs) if e is None]
         for number, ((name, text), target_path) in enumerate(zip(good, good_targets)):
             src, tgt, detected = resolve_languages(text, source, to)
@@ -186,7 +190,8 @@ def translate(
             if output is None:
                 if headers and several:
                     out.result(f"{'' if number == 0 else chr(10)}==> {label} <==")
-                _run_file(
+                began = time.perf_counter()
+                translated = _run_file(
                     loaded,
                     segments,
                     src,
@@ -200,8 +205,9 @@ def translate(
                     batch_size=batch_size,
                 )
             else:
+                began = time.perf_counter()
                 with atomic_write(target_path) as handle:
-                    _run_file(
+                    translated = _run_file(
                         loaded,
                         segments,
                         src,
@@ -214,6 +220,26 @@ def translate(
                         to_stdout=False,
                         batch_size=batch_size,
                     )
+            if not no_log:
+                from ..runlog import record
+
+                warning = record(
+                    "translate",
+                    model=loaded.reference,
+                    mode=settings.mode,
+                    input_text=text,
+                    output=translated,
+                    seed=settings.seed,
+                    seconds=time.perf_counter() - began,
+                    settings={
+                        "from": src,
+                        "to": tgt,
+                        "file": label,
+                        "output": str(target_path) if target_path else None,
+                    },
+                )
+                if warning:
+                    out.warn(warning)
     if failures:
         names = ", ".join("<stdin>" if n == "-" else n for n, _ in failures)
         out.error(f"translated {len(good)} of {len(inputs)} inputs; failed: {names}")
@@ -222,13 +248,15 @@ def translate(
 
 def _run_file(
     loaded, segments, src, tgt, settings, *, out, label, sink, json_out: bool, to_stdout: bool, batch_size: int
-) -> None:
+) -> str:
     from ..translation import translate_segments
 
     total = sum(len(s.chunks) for s in segments)
+    written: list[str] = []
     with out.progress() as progress:
         task = progress.add_task(f"translating {label}", total=total) if total > 3 else None
         for line in translate_segments(loaded, segments, src, tgt, settings, batch_size=batch_size):
+            written.append(line.text)
             if not (json_out and to_stdout):
                 sink.write(line.text + "\n")
                 sink.flush()
@@ -243,3 +271,4 @@ def _run_file(
                     )
                 if task is not None:
                     progress.advance(task)
+    return "\n".join(written)
