@@ -30,7 +30,7 @@ EXIT_CODES_HELP = (
 )
 
 # Credentials a URL may carry (`https://user:password@host/`), and Hugging Face access tokens.
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s]*@")
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{8,}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 

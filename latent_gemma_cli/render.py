@@ -45,8 +45,10 @@ class Output:
             self.err.print(f"hint: {one_line(hint)}", markup=False, style="yellow" if self.fancy else None)
 
     def warn(self, message: str) -> None:
+        from .errors import one_line
+
         if not self.quiet:
-            self.err.print(f"warning: {message}", markup=False, style="yellow" if self.fancy else None)
+            self.err.print(f"warning: {one_line(message)}", markup=False, style="yellow" if self.fancy else None)
 
     def info(self, message: str) -> None:
         if not self.quiet:

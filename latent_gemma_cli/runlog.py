@@ -27,7 +27,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     mode TEXT,
     input TEXT,
     output TEXT,
-    seed INTEGER,
+    seed TEXT,
     seconds REAL,
     settings TEXT,
     thoughts TEXT
@@ -95,14 +95,14 @@ def record(
                     mode,
                     _summary(input_text),
                     _summary(output),
-                    seed,
+                    None if seed is None else str(seed),  # text: seeds reach 2**64-1, SQLite integers stop at 2**63-1
                     seconds,
                     json.dumps(settings, ensure_ascii=False) if settings is not None else None,
                     json.dumps(thoughts, ensure_ascii=False) if thoughts is not None else None,
                 ),
             )
         return None
-    except (sqlite3.Error, OSError) as exc:
+    except Exception as exc:  # whatever goes wrong here, the run itself has succeeded
         return f"run not logged ({log_path()}: {exc})"
 
 
@@ -130,5 +130,7 @@ def query(limit: int = 20, text: str | None = None) -> list[dict[str, Any]]:
         item = dict(zip(COLUMNS, row))
         for key in ("settings", "thoughts"):
             item[key] = json.loads(item[key]) if item[key] else None
+        if isinstance(item["seed"], str):
+            item["seed"] = int(item["seed"])
         out.append(item)
     return out

@@ -111,6 +111,8 @@ def check_safetensors(path: Path) -> None:
             if header_len > size - 8:
                 raise ValueError("header longer than the file")
             header = json.loads(f.read(header_len))
+            if not isinstance(header, dict):
+                raise ValueError("the header is not a JSON object")
         end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
         if 8 + header_len + end != size:
             raise ValueError(f"tensors need {8 + header_len + end} bytes, the file has {size}")

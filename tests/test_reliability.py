@@ -671,3 +671,99 @@ def test_disk_full_errno_from_any_command_is_exit_6(monkeypatch):
     monkeypatch.setattr(config, "write_value", full)
     result = lgemma("config", "set", "mode", "off")
     assert result.exit_code == 6 and "disk full" in one_error_line(result)
+
+
+# --- found in review ------------------------------------------------------------------------------------
+
+
+def test_a_seed_above_63_bits_is_logged_and_never_fails_the_run(tiny_gemma2):
+    seed = 2**64 - 1
+    result = lgemma(
+        "ask", "--model", tiny_gemma2, *FAST, "--mode", "soft", "--temperature", "0.5", "--seed", seed, "hi"
+    )
+    assert result.exit_code == 0, result.stderr
+    logged = [json.loads(line) for line in lgemma("logs", "--json").stdout.split("\n") if line]
+    assert logged[-1]["seed"] == seed
+
+
+def test_sigterm_ends_a_chat_session_instead_of_cancelling_an_answer(tiny_gemma2, monkeypatch):
+    from latent_gemma_cli.engine import Engine
+    from latent_gemma_cli.errors import Terminated
+
+    def terminated(self, *args, **kwargs):
+        raise Terminated()
+
+    monkeypatch.setattr(Engine, "generate", terminated)
+    result = lgemma("chat", "--model", tiny_gemma2, "--max-new-tokens", "2", input="first\nsecond\n")
+    assert result.exit_code == 143 and "terminated" in result.stderr and "cancelled" not in result.stderr
+
+
+def test_disk_full_on_re_saving_a_checkpoint_keeps_the_complete_one(tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    import torch
+
+    from latent_gemma_cli.errors import DiskFullError
+    from latent_gemma_cli.training import checkpoint
+
+    directory = tmp_path / "checkpoints" / "step-00000002"
+    directory.mkdir(parents=True)
+    (directory / "state.json").write_text("{}", encoding="utf-8")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 0))
+    monkeypatch.setattr(
+        checkpoint.torch, "save", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("unexpected pos 704 vs 598"))
+    )
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(DiskFullError):
+        checkpoint.save(directory, 0, {}, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), {}, {})
+    assert (directory / "state.json").is_file()
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_start_again_in_its_out(tiny_gemma2, tmp_path, train_file):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1, "stage": 0, "loss": 9.9}\n{"step": 2, "sta', encoding="utf-8")
+    result = lgemma(*_train_args(tiny_gemma2, train_file, out, "--resume", "auto", "--steps-per-stage", "2"))
+    assert result.exit_code == 0, result.stderr
+    steps = [
+        json.loads(line)["step"]
+        for line in (out / "metrics.jsonl").read_text(encoding="utf-8").split("\n")
+        if '"loss"' in line
+    ]
+    assert steps == [1, 2] and "9.9" not in (out / "metrics.jsonl").read_text(encoding="utf-8")
+
+
+def test_replay_lets_flags_given_now_win(tiny_gemma2, tmp_path):
+    first = lgemma("ask", "--model", tiny_gemma2, *FAST, "--json", "hello")
+    data = json.loads(first.stdout)
+    data["device"]["device"] = "cuda"  # recorded on a GPU machine
+    record = tmp_path / "run.json"
+    record.write_text(json.dumps(data), encoding="utf-8")
+    again = lgemma("ask", "--replay", record, "--device", "cpu", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["paths"][0]["token_ids"] == data["paths"][0]["token_ids"]
+
+
+def test_a_safetensors_header_that_is_not_an_object_is_named(tiny_gemma2, tmp_path):
+    import struct
+
+    broken = copy_model(tiny_gemma2, tmp_path / "hdr")
+    header = b"[]"
+    (broken / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    result = lgemma("ask", "--model", broken, *FAST, "hi")
+    assert result.exit_code == 1 and "model.safetensors" in one_error_line(result)
+
+
+def test_an_unrelated_bad_config_value_does_not_stop_translate(tiny_gemma2, tmp_path, monkeypatch):
+    src = tmp_path / "in.txt"
+    src.write_text("猫は寝ています。\n", encoding="utf-8")
+    monkeypatch.setenv("LGEMMA_SHOW_THOUGHTS", "maybe")
+    assert lgemma("translate", "-m", tiny_gemma2, *FAST, "--to", "en", src).exit_code == 0
+
+
+def test_a_password_with_an_at_sign_is_masked_whole():
+    from latent_gemma_cli.errors import one_line
+
+    shown = one_line("cannot reach https://user:p@ss@hub.example/x")
+    assert "p@ss" not in shown and "ss@" not in shown and "https://***@hub.example/x" in shown

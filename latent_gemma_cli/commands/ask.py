@@ -84,7 +84,9 @@ def ask(
     if replay is not None:
         if question is not None:
             raise UsageError("--replay takes the question from the recorded run; give no question")
-        text, settings, model, device, dtype, lang = _recorded(replay)
+        text, settings, rec_model, rec_device, rec_dtype, rec_lang = _recorded(replay)
+        # The record fills what the command line leaves open; flags given now win.
+        model, device, dtype, lang = model or rec_model, device or rec_device, dtype or rec_dtype, lang or rec_lang
     else:
         instruction, context = question_from(question)
         text = compose_question(instruction, context)

@@ -95,6 +95,8 @@ def chat(
 
 def _messages(interactive: bool):
     """The user's messages: typed at a prompt on a terminal, else one per line of stdin."""
+    from ..errors import Terminated
+
     if not interactive:
         if sys.stdin is None:
             return
@@ -104,6 +106,8 @@ def _messages(interactive: bool):
     while True:
         try:
             yield input("> ")
+        except Terminated:  # SIGTERM ends the session (exit 143), it is not a Ctrl-C
+            raise
         except KeyboardInterrupt:  # Ctrl-C at the prompt drops the line, as shells do
             sys.stderr.write("\n")
             continue
@@ -119,7 +123,7 @@ class _Session:
     def turn(self, message: str) -> None:
         from dataclasses import replace
 
-        from ..errors import LgemmaError
+        from ..errors import LgemmaError, Terminated
         from ..render import TokenStream
 
         ids = self.conversation.prompt_ids(message)
@@ -127,6 +131,8 @@ class _Session:
         printer = TokenStream(self.loaded.tokenizer) if settings.paths == 1 else None
         try:
             gen = self.loaded.engine.generate(ids, settings, on_token=printer)
+        except Terminated:
+            raise
         except KeyboardInterrupt:  # cancel this answer, keep the session
             sys.stdout.write("\n")
             sys.stdout.flush()

@@ -173,7 +173,11 @@ def translate(
             seed=seed,
         )
         # The translation length rule applies unless a length was asked for (flag, env or config).
-        max_new_tokens_set = max_new_tokens is not None or config.effective()["max_new_tokens"][1] != "built-in"
+        max_new_tokens_set = (
+            max_new_tokens is not None
+            or bool(os.environ.get("LGEMMA_MAX_NEW_TOKENS"))
+            or "max_new_tokens" in config.read_file_values()
+        )
         loaded = load(model, device, dtype)
         settings = for_model(settings, loaded.spec)  # `auto` resolved, a seed drawn when sampling
         good_targets = [t for t, (_, _, e) in zip(targets or [None] * len(inputs), inputs) if e is None]

@@ -64,6 +64,7 @@ def save(
     """
     from safetensors.torch import save_file
 
+    existed = directory.exists()  # a re-save of a complete checkpoint must never delete it
     try:
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(rng, directory / f"rng-{rank}.pt")
@@ -79,7 +80,7 @@ def save(
             raise
         from ..errors import DiskFullError
 
-        if rank == 0:
+        if rank == 0 and not existed:
             shutil.rmtree(directory, ignore_errors=True)
         raise DiskFullError(
             f"disk full while writing the checkpoint {directory}; earlier checkpoints are kept",

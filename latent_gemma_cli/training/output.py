@@ -39,7 +39,9 @@ def check_out_dir(out: str | Path, model_path: str | Path | None = None) -> None
             f"--out {out} is the base model's directory; training would overwrite its weights",
             hint="choose a new directory for --out",
         )
-    if any(out.iterdir()) and not checkpoints_dir(out).is_dir():
+    # A run killed before its first checkpoint leaves only lgemma's own metrics.jsonl: still ours.
+    foreign = [p for p in out.iterdir() if p.name not in ("metrics.jsonl", ".metrics.jsonl.tmp")]
+    if foreign and not checkpoints_dir(out).is_dir():
         raise UsageError(
             f"--out {out} is not empty and holds no lgemma training checkpoints; it would be overwritten",
             hint="choose a new or empty directory for --out (an earlier run's --out continues with --resume auto)",

@@ -324,6 +324,10 @@ class Trainer:
         cfg, acc = self.config, self.accelerator
         self.out.mkdir(parents=True, exist_ok=True)
         resume = self._resume_point()
+        if resume is None and acc.is_main_process:
+            checkpoint.truncate_metrics(
+                self.out, 0
+            )  # a fresh start: no lines of a run killed before its first checkpoint
         global_step, start_stage, start_step, loaded = 0, None, 0, None
         if resume is not None:
             path, state = resume
