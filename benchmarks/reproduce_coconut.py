@@ -809,11 +809,14 @@ def summary(runs: list[dict]) -> str:
         rows.append(
             f"| {r['settings']['seed']} | " + " | ".join(cells) + f" | {teacher} | {r['wall_seconds'] / 60:.1f} |"
         )
-    spread = lambda v: (
-        f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f} (min {min(v):.1f}, max {max(v):.1f})"
-        if len(v) > 1
-        else f"{v[0]:.1f}"
-    )  # noqa: E731
+
+    def spread(v):
+        return (
+            f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f} (min {min(v):.1f}, max {max(v):.1f})"
+            if len(v) > 1
+            else f"{v[0]:.1f}"
+        )  # noqa: E731
+
     rows.append("| mean ± sd | " + " | ".join(spread(accs[m]) for m in methods) + " | | |")
     return "\n".join(rows)
 
