@@ -242,7 +242,17 @@ def test_interrupting_a_slow_download_exits_within_a_second_and_a_rerun_fetches_
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         blobs = tmp_path / "hf" / "hub" / "models--test-org--slow" / "blobs"
         deadline = time.monotonic() + 60
-        while not (blobs.is_dir() and any(p.stat().st_size > 0 for p in blobs.glob("*.incomplete"))):
+
+        def partial_bytes() -> int:  # a small file's partial may be renamed between glob and stat
+            total = 0
+            for p in blobs.glob("*.incomplete") if blobs.is_dir() else []:
+                try:
+                    total += p.stat().st_size
+                except FileNotFoundError:
+                    pass
+            return total
+
+        while partial_bytes() == 0:
             assert time.monotonic() < deadline and proc.poll() is None, "the download never started"
             time.sleep(0.1)
         time.sleep(0.5)
