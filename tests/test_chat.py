@@ -70,42 +70,71 @@ def test_piped_chat_answers_equal_ask_for_the_first_turn(tiny_gemma2):
 
 @pytest.mark.slow
 def test_terminal_session_under_a_pty(tiny_gemma2):
+    """A real terminal session. Each key is sent only once the `> ` prompt it answers is on the
+    screen (typeahead sent while an answer is generated reaches readline through a mode switch that
+    can drop a Ctrl-D), and the child is waited for with a deadline: this test fails, it never hangs."""
     import pty
     import select
+    import signal
 
     pid, fd = pty.fork()
     if pid == 0:  # the child: lgemma chat on the pseudo-terminal
-        env = {**os.environ, "NO_COLOR": "1"}
-        os.execve(
-            sys.executable,
-            [sys.executable, "-m", "latent_gemma_cli", "chat", "--model", str(tiny_gemma2), "--max-new-tokens", "4"],
-            env,
-        )
+        try:
+            env = {**os.environ, "NO_COLOR": "1"}
+            argv = [sys.executable, "-m", "latent_gemma_cli", "chat", "--model", str(tiny_gemma2)]
+            os.execve(sys.executable, [*argv, "--max-new-tokens", "4"], env)
+        finally:
+            os._exit(127)  # never run the rest of pytest in the child
     seen = b""
 
-    def read_until(marker: bytes, timeout: float = 90.0) -> None:
+    def pump(until, timeout: float = 90.0) -> bool:
+        """Read the terminal until `until(seen)` holds or the child closes it; False on a timeout."""
         nonlocal seen
         deadline = time.monotonic() + timeout
-        while marker not in seen:
-            assert time.monotonic() < deadline, seen.decode(errors="replace")
-            ready, _, _ = select.select([fd], [], [], 0.5)
+        while not until(seen):
+            if time.monotonic() > deadline:
+                return False
+            ready, _, _ = select.select([fd], [], [], 0.2)
             if ready:
                 try:
-                    seen += os.read(fd, 4096)
-                except OSError:
-                    break
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    return until(seen)
+                if not chunk:
+                    return until(seen)
+                seen += chunk
+        return True
 
-    read_until(b"> ")
-    assert b"/help for commands" in seen
-    os.write(fd, b"/thoughts 3\r")
-    read_until(b"thoughts 3")
-    seen = b""
-    os.write(fd, b"hello\r")
-    read_until(b"> ")  # the answer, then the next prompt
-    os.write(fd, b"\x04")  # Ctrl-D
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    def prompts(n: int):
+        return lambda text: text.count(b"> ") >= n
+
+    def exited(timeout: float):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            pump(lambda _: False, timeout=0.2)  # keep draining, so the child never blocks on output
+        return None
+
+    try:
+        assert pump(prompts(1)), seen.decode(errors="replace")
+        assert b"/help for commands" in seen
+        os.write(fd, b"/thoughts 3\r")
+        assert pump(lambda text: b"thoughts 3" in text and prompts(2)(text)), seen.decode(errors="replace")
+        os.write(fd, b"hello\r")
+        assert pump(prompts(3)), seen.decode(errors="replace")  # the answer, then the next prompt
+        os.write(fd, b"\x04")  # Ctrl-D at the prompt ends the session
+        status = exited(60.0)
+        assert status is not None, "chat did not end on Ctrl-D: " + seen.decode(errors="replace")
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, seen.decode(errors="replace")
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
 
 
 def test_ctrl_c_during_an_answer_cancels_it_and_the_session_goes_on(tiny_gemma2, monkeypatch):
