@@ -29,6 +29,8 @@ class AskResult:
     device_reason: str
     dtype_reason: str
     load_seconds: float
+    quantize: str = "none"
+    quantize_reason: str = ""
 
     @property
     def answer(self) -> str:
@@ -89,6 +91,8 @@ class AskResult:
                 "dtype": self.dtype,
                 "device_reason": self.device_reason,
                 "dtype_reason": self.dtype_reason,
+                "quantize": self.quantize,
+                "quantize_reason": self.quantize_reason,
             },
             "timings": {
                 "load_s": self.load_seconds,
@@ -140,4 +144,6 @@ def ask(
         device_reason=loaded.placement.device_reason,
         dtype_reason=loaded.placement.dtype_reason,
         load_seconds=loaded.load_seconds,
+        quantize=loaded.placement.quantize,
+        quantize_reason=loaded.placement.quantize_reason,
     )

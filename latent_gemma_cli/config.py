@@ -79,6 +79,9 @@ KEYS: dict[str, Key] = {
     "model": Key(DEFAULT_MODEL, str, "default model: catalogue name, hub id in the cache, or directory"),
     "device": Key("auto", _choice("auto", "cpu", "cuda", "mps"), "device to run on"),
     "dtype": Key("auto", _choice("auto", "float32", "bfloat16", "float16"), "compute dtype"),
+    "quantize": Key(
+        "auto", _choice("auto", "none", "int8", "int4"), "CPU weight quantization (auto: by device and model size)"
+    ),
     "mode": Key(AUTO, _choice(AUTO, *MODES), "latent mode (auto: coconut for a latent-trained model, else off)"),
     "thoughts": Key(None, _int_at_least(0), "number of continuous thoughts (unset: the model's own)"),
     "paths": Key(1, _int_at_least(1), "reasoning paths decoded in one batch"),

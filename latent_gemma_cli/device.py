@@ -8,6 +8,7 @@ from .errors import UsageError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTIZE = ("auto", "none", "int8", "int4")
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class Placement:
     dtype: str
     device_reason: str
     dtype_reason: str
+    quantize: str = "none"  # the request until the model is loaded, then what was applied
+    quantize_reason: str = ""
 
     @property
     def torch_dtype(self):
@@ -69,8 +72,18 @@ def pick_dtype(device: str, requested: str = "auto") -> tuple[str, str]:
     return "float32", "auto: CPU decodes fp32 ~6x faster than bf16"
 
 
-def pick_placement(device: str = "auto", dtype: str = "auto") -> Placement:
-    """Choose device and dtype together."""
+def check_quantize(device: str, dtype: str, requested: str) -> None:
+    """Refuse, before any loading, a quantization that cannot run here."""
+    if requested not in QUANTIZE:
+        raise UsageError(f"unknown quantization {requested!r}", hint=f"use one of: {', '.join(QUANTIZE)}")
+    if requested in ("int8", "int4") and device != "cpu":
+        raise UsageError(f"--quantize {requested} runs on the CPU only", hint="use --device cpu or --quantize none")
+
+
+def pick_placement(device: str = "auto", dtype: str = "auto", quantize: str = "none") -> Placement:
+    """Choose device and dtype together; `quantize` is checked here and decided once the model's
+    size is known (`quantize.choose`)."""
     dev, dev_reason = pick_device(device)
     dt, dt_reason = pick_dtype(dev, dtype)
-    return Placement(dev, dt, dev_reason, dt_reason)
+    check_quantize(dev, dt, quantize)
+    return Placement(dev, dt, dev_reason, dt_reason, quantize)

@@ -387,7 +387,8 @@ def thought_lens(runner: "LatentRunner", thought_inputs: torch.Tensor, top: int)
     """The logit lens on continuous thoughts: softmax of the LM head applied to what the first
     decoder layer saw at each thought (prompts x thoughts x `top` (token id, probability))."""
     head = runner.model.get_output_embeddings()
-    probs = torch.softmax(head(thought_inputs.to(head.weight.dtype)).float(), dim=-1)
+    dtype = head.weight.dtype if isinstance(head, torch.nn.Linear) else thought_inputs.dtype  # or quantized
+    probs = torch.softmax(head(thought_inputs.to(dtype)).float(), dim=-1)
     values, ids = probs.topk(min(top, probs.shape[-1]), dim=-1)
     return [
         [list(zip(ids[r, t].tolist(), values[r, t].tolist())) for t in range(ids.shape[1])] for r in range(ids.shape[0])
@@ -423,7 +424,8 @@ def generate_batch(
     settings.validate()
     settings = for_model(settings, spec)
     runner = runner or LatentRunner(model)
-    vocab = model.get_output_embeddings().weight.shape[0]
+    head = model.get_output_embeddings()
+    vocab = head.out_features if hasattr(head, "out_features") else head.weight.shape[0]
     if settings.paths > vocab:
         raise UsageError(
             f"--paths {settings.paths} is more than the model's vocabulary of {vocab} tokens: use 1 to {min(vocab, MAX_PATHS)}"

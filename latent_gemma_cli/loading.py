@@ -8,6 +8,7 @@ safetensors weights only unless pickle is explicitly allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import shlex
 import time
@@ -145,13 +146,15 @@ def load_model(
     dtype: str = "auto",
     revision: str | None = None,
     allow_pickle: bool = False,
+    quantize: str = "none",
 ) -> LoadedModel:
-    """Load model, tokenizer and latent description from a reference, on the chosen device."""
+    """Load model, tokenizer and latent description from a reference, on the chosen device;
+    `quantize` (auto | none | int8 | int4) for inference only: a quantized model cannot be trained."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     start = time.perf_counter()
     path = resolve_model_path(reference, revision)
-    placement = pick_placement(device, dtype)
+    placement = pick_placement(device, dtype, quantize)
     use_safetensors = _check_weights(path, allow_pickle)
     check_model_files(path)
     try:
@@ -184,6 +187,13 @@ def load_model(
         ) from None
     model.to(placement.device)
     model.eval()
+    if placement.quantize != "none":
+        from . import quantize as quantizing
+
+        scheme, reason = quantizing.choose(placement.quantize, placement.device, placement.dtype, model)
+        if scheme != "none":
+            quantizing.quantize_model(model, scheme)
+        placement = dataclasses.replace(placement, quantize=scheme, quantize_reason=reason)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,

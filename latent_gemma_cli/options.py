@@ -47,6 +47,14 @@ DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto | cpu |
 DtypeOpt = Annotated[
     Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | float16. [default: auto, by device]")
 ]
+QuantizeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--quantize",
+        help="auto | none | int8 | int4: CPU weight quantization of every linear layer and the LM head. "
+        "[default: auto, int8 on the CPU for models with 50M+ linear parameters]",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object with everything, token ids included.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr except errors.")]
 TraceOpt = Annotated[bool, typer.Option("--trace/--no-trace", help="Show the reasoning trace on stderr.")]

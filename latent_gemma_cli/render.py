@@ -159,7 +159,15 @@ def ask_trace_rows(data: dict) -> list[tuple[str, str]]:
             f"{data['mode']}, {data['num_thoughts']} thoughts"
             + (f", markers {data['markers'][0]} {data['markers'][1]}" if data["markers"] else ""),
         ),
-        ("device", f"{dev['device']} ({dev['device_reason']}), {dev['dtype']} ({dev['dtype_reason']})"),
+        (
+            "device",
+            f"{dev['device']} ({dev['device_reason']}), {dev['dtype']} ({dev['dtype_reason']})"
+            + (
+                f", {dev['quantize']} weights ({dev['quantize_reason']})"
+                if dev.get("quantize", "none") != "none"
+                else ""
+            ),
+        ),
         (
             "timings",
             f"load {t['load_s']:.2f}s, prefill {t['prefill_s']:.3f}s, thoughts {t['thoughts_s']:.3f}s, decode {t['decode_s']:.3f}s",

@@ -61,8 +61,16 @@ def _unexpected(exc: Exception) -> typer.Exit:
     return typer.Exit(EXIT_RUNTIME)
 
 
-def load(model: str | None, device: str | None, dtype: str | None, *, allow_pickle: bool = False) -> Any:
-    """Load the model named by flag or config, quietly (no library progress bars on our streams)."""
+def load(
+    model: str | None,
+    device: str | None,
+    dtype: str | None,
+    *,
+    allow_pickle: bool = False,
+    quantize: str | None = None,
+) -> Any:
+    """Load the model named by flag or config for inference, quietly (no library progress bars on
+    our streams), quantized as the flag or config say."""
     from .. import config
     from ..loading import load_model
 
@@ -72,6 +80,7 @@ def load(model: str | None, device: str | None, dtype: str | None, *, allow_pick
         device=config.resolve("device", device),
         dtype=config.resolve("dtype", dtype),
         allow_pickle=allow_pickle,
+        quantize=config.resolve("quantize", quantize),
     )
 
 

@@ -16,6 +16,7 @@ from ..options import (
     ModeOpt,
     NoLogOpt,
     PathsOpt,
+    QuantizeOpt,
     QuietOpt,
     SeedOpt,
     ShowThoughtsOpt,
@@ -51,6 +52,7 @@ def ask(
     ] = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    quantize: QuantizeOpt = None,
     allow_pickle: Annotated[
         bool, typer.Option("--allow-pickle", help="Allow pickle (.bin) weights from a source you trust.")
     ] = False,
@@ -84,9 +86,10 @@ def ask(
     if replay is not None:
         if question is not None:
             raise UsageError("--replay takes the question from the recorded run; give no question")
-        text, settings, rec_model, rec_device, rec_dtype, rec_lang = _recorded(replay)
+        text, settings, rec_model, rec_device, rec_dtype, rec_lang, rec_quantize = _recorded(replay)
         # The record fills what the command line leaves open; flags given now win.
         model, device, dtype, lang = model or rec_model, device or rec_device, dtype or rec_dtype, lang or rec_lang
+        quantize = quantize or rec_quantize
     else:
         instruction, context = question_from(question)
         text = compose_question(instruction, context)
@@ -101,7 +104,7 @@ def ask(
             lens_top=5 if config.resolve("show_thoughts", show_thoughts) else 0,
             **({"soft_top_p": soft_top_p} if soft_top_p is not None else {}),
         )
-    loaded = load(model, device, dtype, allow_pickle=allow_pickle)
+    loaded = load(model, device, dtype, allow_pickle=allow_pickle, quantize=quantize)
 
     # One path streams its tokens to stdout as they are decoded; several paths print the chosen
     # answer when it is decided; --json never streams.
@@ -122,7 +125,8 @@ def ask(
 
 
 def _recorded(path: str):
-    """(question, settings, model, device, dtype, answer language) of an `ask --json` record."""
+    """(question, settings, model, device, dtype, answer language, quantization) of an `ask --json`
+    record (records made before quantization existed ran unquantized)."""
     import json
     from pathlib import Path
 
@@ -155,6 +159,7 @@ def _recorded(path: str):
             data["device"]["device"],
             data["device"]["dtype"],
             s.get("answer_language"),
+            data["device"].get("quantize", "none"),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not an `lgemma ask --json` record ({type(exc).__name__}: {exc})") from None

@@ -19,6 +19,7 @@ from ..options import (
     ModeOpt,
     NoLogOpt,
     PathsOpt,
+    QuantizeOpt,
     QuietOpt,
     SeedOpt,
     ShowThoughtsOpt,
@@ -52,6 +53,7 @@ def chat(
     show_thoughts: ShowThoughtsOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    quantize: QuantizeOpt = None,
     no_log: NoLogOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -74,7 +76,7 @@ def chat(
         lens_top=5 if config.resolve("show_thoughts", show_thoughts) else 0,
         **({"soft_top_p": soft_top_p} if soft_top_p is not None else {}),
     )
-    loaded = load(model, device, dtype)
+    loaded = load(model, device, dtype, quantize=quantize)
     conversation = Conversation(loaded.tokenizer)
     interactive = sys.stdin is not None and sys.stdin.isatty()
     if interactive:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..completion import complete_model
-from ..options import DeviceOpt, DtypeOpt, MaxNewOpt, PathsOpt, QuietOpt, ThoughtsOpt
+from ..options import DeviceOpt, DtypeOpt, MaxNewOpt, PathsOpt, QuantizeOpt, QuietOpt, ThoughtsOpt
 
 DEFAULT_MODES = "off,soft,coconut"
 
@@ -139,6 +139,7 @@ def eval_command(
     ] = False,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    quantize: QuantizeOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object on stdout.")] = False,
     out_file: Annotated[
         Optional[Path], typer.Option("--out", help="Also write the JSON report to this file (atomically).")
@@ -209,7 +210,7 @@ def eval_command(
         paths_n = config.resolve("paths", paths)
         max_new = config.resolve("max_new_tokens", max_new_tokens)
         thoughts_n = config.resolve("thoughts", thoughts)
-        loaded = load(model, device, dtype)
+        loaded = load(model, device, dtype, quantize=quantize)
         contamination = check_contamination(loaded.path, dataset, examples)
         _warn_contamination(out, contamination)
         with out.progress() as bar:

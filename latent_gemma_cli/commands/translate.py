@@ -20,6 +20,7 @@ from ..options import (
     ModeOpt,
     NoLogOpt,
     PathsOpt,
+    QuantizeOpt,
     QuietOpt,
     SeedOpt,
     TempOpt,
@@ -135,6 +136,7 @@ def translate(
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    quantize: QuantizeOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     trace: TraceOpt = True,
@@ -178,7 +180,7 @@ def translate(
             or bool(os.environ.get("LGEMMA_MAX_NEW_TOKENS"))
             or "max_new_tokens" in config.read_file_values()
         )
-        loaded = load(model, device, dtype)
+        loaded = load(model, device, dtype, quantize=quantize)
         settings = for_model(settings, loaded.spec)  # `auto` resolved, a seed drawn when sampling
         good_targets = [t for t, (_, _, e) in zip(targets or [None] * len(inputs), inputs) if e is None]
         for number, ((name, text), target_path) in enumerate(zip(good, good_targets)):

@@ -1,0 +1,167 @@
+"""Weight quantization for CPU inference: every linear layer, the LM head included, in int8 or int4.
+
+Fewer bytes per token is the only way to decode faster on a CPU: fp32 Gemma 3 270M reads 1.07 GB
+of weights per token. What measured fastest here (an AVX2 CPU without VNNI, 2 threads; see
+benchmarks/cpu_speed.py), on the 262k x 640 LM head, per decoded token:
+
+* fp32 matmul 55 ms;
+* int8: fbgemm's dynamic-quantized linear (int8 weights per output channel, activations quantized
+  to int8 on the fly, int32 accumulation) 15.6 ms. PyTorch's weight-only
+  `aten._weight_int8pack_mm` took 189 ms here and `torch._int_mm` 114 ms: both slower than fp32;
+* int4: `aten._weight_int4pack_mm_for_cpu` (groups of 32, asymmetric) 25.5 ms with bf16
+  activations, but 380 ms with fp32 ones, so int4 layers compute in bf16.
+
+fbgemm quantizes a whole activation matrix with one scale, which would make a row's result depend
+on the other rows in the batch (and the cached engine differ from a full recompute). `Int8Linear`
+scales each row to an absolute maximum of 1 and appends the columns +1 and -1 (with zero weights),
+so every call quantizes over exactly [-1, 1]: each row is quantized on its own, the int32
+accumulation is exact, and a row's output is bit-identical whatever it is batched with.
+
+The input embedding is never touched: continuous thoughts and soft thoughts are built from the
+embedding table, which stays exact; a tied LM head gets its own quantized copy.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from .device import QUANTIZE as QUANTIZE_CHOICES  # noqa: F401  (re-exported)
+from .errors import UsageError
+
+INT4_GROUP = 32
+# What `auto` picks on the CPU for a model big enough (benchmarks/RESULTS.md part 5 has the quality
+# measurements this follows from).
+AUTO_SCHEME = "int8"
+# `auto` quantizes only models whose linear layers hold at least this many parameters: below it a
+# forward pass is bound by per-layer overhead, not by reading weights, and int8 does not pay.
+AUTO_MIN_PARAMETERS = 50_000_000
+
+
+class Int8Linear(torch.nn.Module):
+    """`nn.Linear` with int8 weights (one scale per output channel) on fbgemm's dynamic int8 kernel,
+    each input row quantized on its own (see the module docstring)."""
+
+    def __init__(self, linear: Any):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        out_features, in_features = weight.shape
+        padded = torch.cat([weight, weight.new_zeros(out_features, 2)], dim=1)
+        scale = (weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0).double()
+        with warnings.catch_warnings():  # the quantized-tensor constructors warn of their future removal
+            warnings.simplefilter("ignore")
+            qweight = torch.quantize_per_channel(
+                padded, scale, torch.zeros(out_features, dtype=torch.long), 0, torch.qint8
+            )
+            self._packed = torch.ops.quantized.linear_prepack(qweight, None)
+        self.in_features, self.out_features = in_features, out_features
+        self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().float(), False)
+
+    def forward(self, x: Any) -> Any:
+        rows = x.reshape(-1, self.in_features).float()
+        peak = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-30)
+        ones = torch.ones_like(peak)
+        # reduce_range: 7-bit activations, as fbgemm needs on CPUs without VNNI to avoid saturation
+        y = torch.ops.quantized.linear_dynamic(torch.cat([rows / peak, ones, -ones], dim=1), self._packed, True)
+        y = y * peak
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 (fbgemm, per-row)"
+
+
+class Int4Linear(torch.nn.Module):
+    """`nn.Linear` with int4 weights in groups of 32 (asymmetric, one scale and zero per group) on
+    PyTorch's CPU int4 kernel, computing in bf16."""
+
+    def __init__(self, linear: Any, group: int = INT4_GROUP):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        out_features, in_features = weight.shape
+        groups = weight.reshape(out_features, in_features // group, group)
+        low = groups.amin(dim=-1, keepdim=True)
+        high = groups.amax(dim=-1, keepdim=True)
+        scale = ((high - low) / 15.0).clamp(min=1e-8)
+        q = torch.round((groups - low) / scale).clamp(0, 15).to(torch.int32).reshape(out_features, in_features)
+        zero = low + 8.0 * scale  # the kernel computes (q - 8) * scale + zero
+        scales_zeros = torch.cat([scale, zero], dim=-1).transpose(0, 1).contiguous()  # [groups, out, 2]
+        self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 2), persistent=False)
+        self.register_buffer("scales_zeros", scales_zeros.to(torch.bfloat16), persistent=False)
+        self.in_features, self.out_features, self.group = in_features, out_features, group
+        self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().float(), False)
+
+    @staticmethod
+    def fits(linear: Any, group: int = INT4_GROUP) -> bool:
+        return linear.in_features % group == 0 and linear.out_features % 8 == 0
+
+    def forward(self, x: Any) -> Any:
+        rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.packed, self.group, self.scales_zeros).float()
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int4 (groups of {self.group})"
+
+
+def linear_parameters(model: Any) -> int:
+    """Parameters held by the model's linear layers (the LM head counted even when tied)."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def available(scheme: str) -> str | None:
+    """None when this PyTorch build can run `scheme` on the CPU, else why not."""
+    if scheme == "int8":
+        if "fbgemm" not in torch.backends.quantized.supported_engines and "x86" not in (
+            torch.backends.quantized.supported_engines
+        ):
+            return "this PyTorch build has no fbgemm (x86) quantized engine"
+        if not hasattr(torch.ops.quantized, "linear_dynamic"):
+            return "this PyTorch build has no quantized::linear_dynamic"
+    if scheme == "int4" and not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"):
+        return "this PyTorch build has no aten::_weight_int4pack_mm_for_cpu"
+    return None
+
+
+def quantize_model(model: Any, scheme: str) -> int:
+    """Replace the model's linear layers by `scheme` ("int8" or "int4") ones in place; return how
+    many were replaced. Layers int4 cannot hold (an input size not a multiple of 32) stay float."""
+    if scheme not in ("int8", "int4"):
+        raise ValueError(f"unknown quantization {scheme!r}")
+    targets = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    replaced = 0
+    with torch.no_grad():
+        for name, linear in targets:
+            if scheme == "int4" and not Int4Linear.fits(linear):
+                continue
+            new = Int8Linear(linear) if scheme == "int8" else Int4Linear(linear)
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+            replaced += 1
+    return replaced
+
+
+def choose(requested: str, device: str, dtype: str, model: Any) -> tuple[str, str]:
+    """(scheme, reason): what to apply to `model` for a `--quantize` request."""
+    if requested in ("int8", "int4"):
+        missing = available(requested)
+        if missing:
+            raise UsageError(f"--quantize {requested}: {missing}", hint="use --quantize none")
+        return requested, "requested"
+    if requested == "none":
+        return "none", "requested"
+    if device != "cpu":
+        return "none", "auto: quantized kernels run on the CPU only"
+    if dtype != "float32":
+        return "none", f"auto: {dtype} was asked for"
+    params = linear_parameters(model)
+    if params < AUTO_MIN_PARAMETERS:
+        return "none", f"auto: {params / 1e6:.1f}M linear parameters, too few for quantizing to pay"
+    if AUTO_SCHEME == "none" or available(AUTO_SCHEME):
+        return "none", "auto: full precision"
+    return AUTO_SCHEME, f"auto: CPU, {params / 1e6:.0f}M linear parameters"
