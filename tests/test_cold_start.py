@@ -1,0 +1,70 @@
+"""The direct tokenizer load (tokenizer.json parsed once, for start-up time) gives what
+transformers' `AutoTokenizer` gives, and steps aside for anything it does not understand."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from transformers import AutoTokenizer
+
+from latent_gemma_cli.loading import _direct_tokenizer, load_tokenizer
+
+TEXTS = [
+    "東京は日本の首都ですか？ Is Tokyo the capital?",
+    "  leading spaces\tand\ttabs  ",
+    "<start_of_turn>user\nhello<end_of_turn>\n<start_of_turn>model\n",
+    "<unused0><unused1> Every wumpus is a yumpus.",
+    "猫",
+    "",
+    "émoji 🙂 and a line\u2028separator",
+]
+
+
+@pytest.fixture(params=["tiny_gemma2", "tiny_gemma3", "tiny_base"])
+def model_dir(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_direct_load_equals_autotokenizer(model_dir):
+    direct = load_tokenizer(model_dir)
+    assert _direct_tokenizer(model_dir) is not None  # the fixtures take the direct path
+    ref = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    for text in TEXTS:
+        ids = direct(text)["input_ids"]
+        assert ids == ref(text)["input_ids"], text
+        assert direct.decode(ids) == ref.decode(ids)
+        assert direct.decode(ids, skip_special_tokens=True) == ref.decode(ids, skip_special_tokens=True)
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id", "padding_side", "chat_template"):
+        assert getattr(direct, name) == getattr(ref, name), name
+    assert len(direct) == len(ref) and sorted(direct.all_special_ids) == sorted(ref.all_special_ids)
+    if ref.chat_template:
+        turns = [
+            {"role": "user", "content": "猫?"},
+            {"role": "assistant", "content": "はい"},
+            {"role": "user", "content": "x"},
+        ]
+        assert direct.apply_chat_template(turns, tokenize=False, add_generation_prompt=True) == (
+            ref.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        )
+
+
+def test_a_config_it_does_not_understand_goes_through_autotokenizer(tiny_gemma2, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_gemma2, copy)
+    config = json.loads((copy / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert _direct_tokenizer(copy) is not None
+    config["auto_map"] = {"AutoTokenizer": ["x.Tok", None]}
+    (copy / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert _direct_tokenizer(copy) is None
+    (copy / "tokenizer_config.json").write_text("{not json", encoding="utf-8")
+    assert _direct_tokenizer(copy) is None
+
+
+def test_the_engine_loads_with_the_direct_tokenizer(tiny_gemma3):
+    from latent_gemma_cli.loading import load_model
+
+    loaded = load_model(str(tiny_gemma3), device="cpu", dtype="float32")
+    assert type(loaded.tokenizer).__name__ == "TokenizersBackend"
+    assert loaded.tokenizer.name_or_path == str(tiny_gemma3)
