@@ -266,6 +266,36 @@ def test_lora_merge_keeps_the_function_and_trains_markers(tiny_gemma3):
     assert abs(float(before.total) - float(after.total)) < 1e-3
 
 
+@pytest.mark.parametrize("which", ["tiny_gemma2", "tiny_gemma3"])
+@pytest.mark.parametrize("stage", [0, 2])
+def test_sparse_trainable_tokens_equal_peft_in_loss_and_gradients(request, which, stage):
+    """The marker rows and logit columns swapped in without copying the embedding matrix give
+    peft's own loss and gradients, marker prompts and marker logits included."""
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    loaded = load_model(str(request.getfixturevalue(which)), device="cpu", dtype="float32")
+    torch.manual_seed(0)
+    peft_model = apply_lora(loaded.model, _markers(loaded.tokenizer), LoraSettings(r=4, alpha=8))
+    layers = [m for m in peft_model.modules() if isinstance(m, TrainableTokensLayer)]
+    assert layers and all("forward" in vars(m) for m in layers)  # every one switched
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    seqs = [_seq(loaded, "Is Tom a lempus?", stage), _seq(loaded, "猫は何ですか？ Every wumpus is a yumpus.", stage)]
+    runner = LatentRunner(peft_model.get_base_model())
+    sparse = batch_loss(runner, seqs, 0)
+    sparse.total.backward()
+    sparse_grads = _grads(peft_model)
+    for m in layers:
+        del m.forward  # back to peft's own forward
+    dense = batch_loss(runner, seqs, 0)
+    dense.total.backward()
+    assert abs(float(sparse.total) - float(dense.total)) < 1e-4
+    _close_grads(sparse_grads, _grads(peft_model))
+    assert any("trainable_tokens" in k for k in sparse_grads)
+
+
 # --- the training loop --------------------------------------------------------------------------
 
 

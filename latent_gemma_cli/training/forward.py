@@ -14,7 +14,8 @@ For a batch of sequences with n >= 1 thoughts (same n; `batch_loss` groups by n)
 No tensor that needs grad is detached or edited in place: the cache concatenates new
 keys/values, so the loss back-propagates through every thought into the prompt.
 
-Stage 0 (no markers, no thoughts) is one right-padded pass over prompt + target.
+Stage 0 (no markers, no thoughts) is one pass over prompt + target, the prompts left-padded and
+the targets right-padded.
 
 The loss is the sum of token cross-entropies over target tokens (remaining steps, answer,
 <eos>) plus the count, so callers can average over all target tokens of a batch regardless of
@@ -44,28 +45,35 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 
 
 def language_loss(runner: LatentRunner, seqs: list[TrainSequence], pad_id: int) -> LossSum:
-    """Stage-0 loss: prompt + target in one right-padded pass."""
+    """Stage-0 loss: prompt + target in one pass, prompts left-padded and targets right-padded, so
+    every row's target starts in the same column and the LM head runs over the target columns only
+    (one column before them predicts the first target token). With right padding it ran from the
+    shortest prompt's end, over every longer prompt's tail end too: on ProsQA-sized batches about
+    twice the target columns, each a 262k-wide logit row for Gemma 3."""
     dev = runner.device
-    rows = [s.prompt + s.tail for s in seqs]
-    labels = [[IGNORE] * len(s.prompt) + s.tail_labels for s in seqs]
-    width = max(len(r) for r in rows)
-    ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], device=dev)
-    lab = torch.tensor([r + [IGNORE] * (width - len(r)) for r in labels], device=dev)
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=dev)
-    # Logits only from the shortest prompt's last token on: the LM head over a large vocabulary
-    # (262k for Gemma 3) on every prompt position would dominate the step for nothing.
-    keep = width - min(len(s.prompt) for s in seqs) + 1
+    width = max(len(s.prompt) for s in seqs)
+    tail_width = max(len(s.tail) for s in seqs)
+    rows = [
+        [pad_id] * (width - len(s.prompt)) + s.prompt + s.tail + [pad_id] * (tail_width - len(s.tail)) for s in seqs
+    ]
+    mask = [
+        [0] * (width - len(s.prompt)) + [1] * (len(s.prompt) + len(s.tail)) + [0] * (tail_width - len(s.tail))
+        for s in seqs
+    ]
+    ids = torch.tensor(rows, device=dev)
+    mask = torch.tensor(mask, device=dev)
+    # One IGNORE past every row's end: the last logit column predicts nothing, and the logits are
+    # flattened as they come (a view, where slicing the column off first copied the whole tensor).
+    targets = torch.tensor([s.tail_labels + [IGNORE] * (tail_width + 1 - len(s.tail)) for s in seqs], device=dev)
     logits = runner.model(
         inputs_embeds=runner.embed(ids),
         attention_mask=mask,
         position_ids=_positions(mask),
         use_cache=False,
-        logits_to_keep=keep,
+        logits_to_keep=tail_width + 1,
     ).logits
-    targets = lab[:, width - keep + 1 :]
-    total = F.cross_entropy(
-        logits[:, :-1].float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
-    )
+    # logits[:, j] is at column width - 1 + j and predicts the target token tail[j].
+    total = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum")
     return LossSum(total, int((targets != IGNORE).sum()))
 
 
@@ -100,7 +108,8 @@ def latent_loss(
     last = _feed(runner, hidden, feedback, detach_feedback)
     tail_width = max(len(s.tail) for s in seqs)
     tail = torch.tensor([s.tail + [pad_id] * (tail_width - len(s.tail)) for s in seqs], device=dev)
-    labels = torch.tensor([s.tail_labels + [IGNORE] * (tail_width - len(s.tail)) for s in seqs], device=dev)
+    # One IGNORE past every row's end, for the logit column of the last tail position.
+    labels = torch.tensor([s.tail_labels + [IGNORE] * (tail_width + 1 - len(s.tail)) for s in seqs], device=dev)
     tail_mask = torch.tensor([[1] * len(s.tail) + [0] * (tail_width - len(s.tail)) for s in seqs], device=dev)
     inputs = torch.cat([last[:, None, :], runner.embed(tail)], dim=1)
     mask = torch.cat([mask, ones, tail_mask], dim=1)
@@ -109,7 +118,7 @@ def latent_loss(
         inputs_embeds=inputs, attention_mask=mask, position_ids=positions, use_cache=True, **{runner.cache_kw: cache}
     )
     # logits[:, j] predicts tail[:, j]: position 0 is the last thought (predicting <eot>, ignored).
-    logits = out.logits[:, :tail_width].float()
+    logits = out.logits.float()
     total = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
     return LossSum(total, int((labels != IGNORE).sum()))
 

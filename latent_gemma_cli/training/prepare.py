@@ -72,7 +72,65 @@ def apply_lora(model: Any, marker_ids: tuple[int, int], settings: LoraSettings) 
         trainable_token_indices=list(marker_ids),
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    peft_model = get_peft_model(model, config)
+    sparse_trainable_tokens(peft_model)
+    return peft_model
+
+
+def sparse_trainable_tokens(model: Any) -> int:
+    """Compute peft's trainable marker tokens without a full copy of the embedding matrix.
+
+    peft's `TrainableTokensLayer` builds `W.index_copy(rows, deltas)` at every call: a copy of the
+    whole 262k x 640 matrix for the embedding and again for the tied LM head, and through the
+    head a full weight gradient in the backward pass (profiled: about a third of a LoRA step of
+    Gemma 3 270M at batch 8). Here the frozen matrix is used as it is and only the marker rows
+    (embedding) or columns (logits) are replaced by the trainable ones: the same function and the
+    same gradients (tests/test_training.py compares both). Returns how many layers were switched;
+    layers in a state this does not cover (merged, disabled, several adapters) keep peft's path."""
+    import types
+
+    try:
+        from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+    except ImportError:  # pragma: no cover - peft is optional, and its layout may change
+        return 0
+    switched = 0
+    for module in model.modules():
+        if isinstance(module, TrainableTokensLayer) and isinstance(
+            getattr(module, "base_layer", None), (torch.nn.Embedding, torch.nn.Linear)
+        ):
+            module.forward = types.MethodType(_sparse_trainable_tokens_forward, module)
+            switched += 1
+    return switched
+
+
+def _sparse_trainable_tokens_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    active = self.active_adapters
+    if self.disable_adapters or self.merged or len(active) != 1 or args or kwargs:
+        return type(self).forward(self, x, *args, **kwargs)
+    base = self.base_layer
+    index = torch.as_tensor(self.token_indices[active[0]], device=base.weight.device)
+    delta = self.trainable_tokens_delta[active[0]].to(base.weight)
+    if isinstance(base, torch.nn.Embedding):
+        out = F.embedding(
+            x,
+            base.weight,
+            padding_idx=base.padding_idx,
+            max_norm=base.max_norm,
+            norm_type=base.norm_type,
+            scale_grad_by_freq=base.scale_grad_by_freq,
+            sparse=base.sparse,
+        )
+        hits = x[..., None] == index
+        marked = hits.any(dim=-1)
+        if bool(marked.any()):
+            rows = F.embedding(hits.to(torch.int64).argmax(dim=-1), delta)
+            out = torch.where(marked[..., None], rows, out)
+        scale = self._get_embed_scale()
+        return out if scale is None else out * scale.to(out.dtype)
+    # a tied LM head: peft computes F.linear(x, W with the marker rows replaced), without a bias
+    return F.linear(x, base.weight).index_copy(-1, index, F.linear(x, delta))
 
 
 def hf_model(model: Any) -> Any:

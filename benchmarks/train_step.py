@@ -1,0 +1,102 @@
+"""Seconds per LoRA training step of a real model at batch 8 on ProsQA prompts, for this checkout
+and, with --baseline DIR, for another checkout of lgemma (an older commit, e.g. from
+`git worktree add DIR <commit>`) in the same run, printed as a ratio.
+
+    python benchmarks/train_step.py [--model gemma-3-270m] [--data ../shared/data/prosqa/valid.json]
+        [--baseline DIR] [--steps 3] [--batch-size 8] [--rounds 1]
+
+Each measurement is `lgemma train --lora --stages 2 --steps-per-stage 1 --final-epochs 0
+--mix-prob 0 --max-steps 3`: step 1 is stage 0 (the chain of thought as text), steps 2 and 3 are
+latent stages 1 and 2 (one and two thoughts); `step_s` is read from the run's metrics.jsonl. The
+same seed gives both checkouts the same batches. --rounds alternates the checkouts that many times
+and reports medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+RUN_OTHER = """
+import runpy, sys
+sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path.insert(0, sys.argv.pop(1))
+sys.argv = ["lgemma", *sys.argv[1:]]
+runpy.run_module("latent_gemma_cli", run_name="__main__", alter_sys=True)
+"""
+
+
+def run(code: str | None, args, out: Path) -> dict[int, float]:
+    prefix = [sys.executable, "-c", RUN_OTHER, code] if code else [sys.executable, "-m", "latent_gemma_cli"]
+    cmd = [
+        *prefix,
+        "train",
+        "--model",
+        args.model,
+        "--data",
+        args.data,
+        "--out",
+        str(out),
+        "--lora",
+        "--stages",
+        "2",
+        "--steps-per-stage",
+        "1",
+        "--final-epochs",
+        "0",
+        "--mix-prob",
+        "0",
+        "--batch-size",
+        str(args.batch_size),
+        "--max-steps",
+        str(args.steps),
+        "--device",
+        "cpu",
+        "--seed",
+        "0",
+    ]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text(encoding="utf-8").split("\n") if line]
+    return {r["step"]: r["step_s"] for r in rows if "step_s" in r}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/prosqa/valid.json"))
+    parser.add_argument("--baseline", default=None, help="another lgemma checkout to time the same way")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    variants = {"this checkout": None}
+    if args.baseline:
+        variants = {"baseline": str(Path(args.baseline).resolve()), **variants}
+    times: dict[str, dict[int, list[float]]] = {name: {} for name in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            for name, code in variants.items():
+                got = run(code, args, Path(tmp) / f"{name.replace(' ', '-')}-{r}")
+                for step, seconds in got.items():
+                    times[name].setdefault(step, []).append(seconds)
+                print(f"round {r + 1} {name}: " + ", ".join(f"step {k} {v:.1f}s" for k, v in got.items()), flush=True)
+    labels = {1: "stage 0 (CoT as text)", 2: "stage 1 (1 thought)", 3: "stage 2 (2 thoughts)"}
+    print()
+    print("| step | " + " | ".join(f"{n} s" for n in variants) + (" | speed-up |" if args.baseline else " |"))
+    print("|---|" + "---|" * len(variants) + ("---|" if args.baseline else ""))
+    for step in sorted(times["this checkout"]):
+        med = {n: statistics.median(times[n][step]) for n in variants}
+        line = f"| {labels.get(step, step)} | " + " | ".join(f"{med[n]:.1f}" for n in variants)
+        if args.baseline:
+            line += f" | {med['baseline'] / med['this checkout']:.2f}x"
+        print(line + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
