@@ -380,7 +380,12 @@ def model_info(
     }
     if loaded is not None:
         info.update(
-            architecture=loaded.architecture, device=loaded.device, dtype=loaded.dtype, load_seconds=loaded.load_seconds
+            architecture=loaded.architecture,
+            device=loaded.device,
+            dtype=loaded.dtype,
+            quantize=loaded.placement.quantize,
+            quantize_reason=loaded.placement.quantize_reason,
+            load_seconds=loaded.load_seconds,
         )
     return info
 

@@ -246,9 +246,11 @@ def load_model(
     revision: str | None = None,
     allow_pickle: bool = False,
     quantize: str = "none",
+    many_answers: bool = True,
 ) -> LoadedModel:
     """Load model, tokenizer and latent description from a reference, on the chosen device;
-    `quantize` (auto | none | int8 | int4) for inference only: a quantized model cannot be trained."""
+    `quantize` (auto | none | int8 | int4) for inference only: a quantized model cannot be trained;
+    `many_answers` tells `auto` whether the load cost of quantizing will be paid back."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     start = time.perf_counter()
@@ -289,7 +291,9 @@ def load_model(
     if placement.quantize != "none":
         from . import quantize as quantizing
 
-        scheme, reason = quantizing.choose(placement.quantize, placement.device, placement.dtype, model)
+        scheme, reason = quantizing.choose(
+            placement.quantize, placement.device, placement.dtype, model, many_answers=many_answers
+        )
         if scheme != "none":
             quantizing.quantize_model(model, scheme, tokenizer)
         placement = dataclasses.replace(placement, quantize=scheme, quantize_reason=reason)

@@ -34,31 +34,45 @@ from .errors import UsageError
 INT4_GROUP = 32
 # What `auto` picks on the CPU for a model big enough (benchmarks/RESULTS.md part 5 has the quality
 # measurements this follows from).
-AUTO_SCHEME = "int8"
+AUTO_SCHEME = "int8"  # for commands that generate many answers; see `choose`
 # `auto` quantizes only models whose linear layers hold at least this many parameters: below it a
 # forward pass is bound by per-layer overhead, not by reading weights, and int8 does not pay.
 AUTO_MIN_PARAMETERS = 50_000_000
+# Output rows per fbgemm pack: a 262k-row LM head is packed as 4 blocks in parallel threads.
+BLOCK_ROWS = 65536
 
 
 class Int8Linear(torch.nn.Module):
     """`nn.Linear` with int8 weights (one scale per output channel) on fbgemm's dynamic int8 kernel,
     each input row quantized on its own (see the module docstring)."""
 
-    def __init__(self, linear: Any, smooth: Any = None):
+    def __init__(self, linear: Any, smooth: Any = None, pool: Any = None):
         super().__init__()
         weight = linear.weight.detach().float()
         out_features, in_features = weight.shape
         if smooth is not None:  # SmoothQuant: x @ W.T == (x / s) @ (W * s).T, with the outliers moved to W
             weight = weight * smooth
         self.register_buffer("smooth", smooth, persistent=False)
-        padded = torch.cat([weight, weight.new_zeros(out_features, 2)], dim=1)
+        # The +1/-1 columns, then zeros to a multiple of 8: fbgemm packs and multiplies such widths
+        # faster (the 262k-row LM head packed in 3.5 s at width 648, 6.0 s at 642; 12 vs 15 ms).
+        self._width = -(-(in_features + 2) // 8) * 8
+        padded = torch.cat([weight, weight.new_zeros(out_features, self._width - in_features)], dim=1)
         scale = (weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0).double()
-        with warnings.catch_warnings():  # the quantized-tensor constructors warn of their future removal
-            warnings.simplefilter("ignore")
-            qweight = torch.quantize_per_channel(
-                padded, scale, torch.zeros(out_features, dtype=torch.long), 0, torch.qint8
-            )
-            self._packed = torch.ops.quantized.linear_prepack(qweight, None)
+        # Row blocks pack in parallel threads (the ops release the GIL) and keep each pack small.
+        blocks = [(start, min(start + BLOCK_ROWS, out_features)) for start in range(0, out_features, BLOCK_ROWS)]
+
+        def pack(block):
+            lo, hi = block
+            with warnings.catch_warnings():  # the quantized-tensor constructors warn of their future removal
+                warnings.simplefilter("ignore")
+                q = torch.quantize_per_channel(
+                    padded[lo:hi], scale[lo:hi], torch.zeros(hi - lo, dtype=torch.long), 0, torch.qint8
+                )
+                return torch.ops.quantized.linear_prepack(q, None)
+
+        self._packed = (
+            list(pool.map(pack, blocks)) if pool is not None and len(blocks) > 1 else [pack(b) for b in blocks]
+        )
         self.in_features, self.out_features = in_features, out_features
         self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().float(), False)
 
@@ -68,9 +82,13 @@ class Int8Linear(torch.nn.Module):
             rows = rows / self.smooth
         peak = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-30)
         ones = torch.ones_like(peak)
+        pad = [rows / peak, ones, -ones]
+        if self._width > self.in_features + 2:
+            pad.append(rows.new_zeros(rows.shape[0], self._width - self.in_features - 2))
+        scaled = torch.cat(pad, dim=1)
         # reduce_range: 7-bit activations, as fbgemm needs on CPUs without VNNI to avoid saturation
-        y = torch.ops.quantized.linear_dynamic(torch.cat([rows / peak, ones, -ones], dim=1), self._packed, True)
-        y = y * peak
+        parts = [torch.ops.quantized.linear_dynamic(scaled, packed, True) for packed in self._packed]
+        y = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)) * peak
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
@@ -144,7 +162,10 @@ SMOOTH_ALPHA = 0.5
 
 
 def activation_peaks(model: Any, tokenizer: Any, texts=CALIBRATION) -> dict[str, Any]:
-    """Per input channel, the largest |activation| each linear layer sees on `texts` (fp32)."""
+    """Per input channel, the largest |activation| each linear layer sees on `texts` (fp32).
+
+    The LM head is not run: its input is the decoder's final hidden state, read off the backbone
+    (a 262k-wide head over every calibration position would be most of the cost)."""
     peaks: dict[str, Any] = {}
 
     def record(name: str):
@@ -154,15 +175,26 @@ def activation_peaks(model: Any, tokenizer: Any, texts=CALIBRATION) -> dict[str,
 
         return hook
 
+    head = model.get_output_embeddings()
+    head_name = next((n for n, m in model.named_modules() if m is head), None)
+    backbone = getattr(model, "base_model", None)
+    if backbone is None or backbone is model or head_name is None:
+        backbone, head_name = model, None  # no separate decoder: run the whole model
     handles = [
-        m.register_forward_hook(record(name)) for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+        m.register_forward_hook(record(name))
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and name != head_name
     ]
     device = next(model.parameters()).device
     try:
         with torch.no_grad():
             for text in texts:
                 ids = tokenizer(text, return_tensors="pt")["input_ids"].to(device)
-                model(input_ids=ids, use_cache=False)
+                out = backbone(input_ids=ids, use_cache=False)
+                if head_name is not None:
+                    hidden = out.last_hidden_state.reshape(-1, out.last_hidden_state.shape[-1])
+                    peak = hidden.abs().amax(dim=0).float()
+                    peaks[head_name] = torch.maximum(peaks[head_name], peak) if head_name in peaks else peak
     finally:
         for handle in handles:
             handle.remove()
@@ -186,23 +218,31 @@ def quantize_model(model: Any, scheme: str, tokenizer: Any = None) -> int:
         raise ValueError(f"unknown quantization {scheme!r}")
     targets = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     peaks = activation_peaks(model, tokenizer) if scheme == "int8" and tokenizer is not None else {}
-    replaced = 0
-    with torch.no_grad():
-        for name, linear in targets:
-            if scheme == "int4" and not Int4Linear.fits(linear):
-                continue
+    from concurrent.futures import ThreadPoolExecutor
+
+    def convert(item):
+        name, linear = item
+        with torch.no_grad():
             if scheme == "int8":
-                new = Int8Linear(linear, smoothing(linear, peaks[name]) if name in peaks else None)
-            else:
-                new = Int4Linear(linear)
-            parent_name, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-            replaced += 1
-    return replaced
+                return name, Int8Linear(linear, smoothing(linear, peaks[name]) if name in peaks else None, pool=blocks)
+            return name, Int4Linear(linear)
+
+    wanted = [(n, m) for n, m in targets if scheme == "int8" or Int4Linear.fits(m)]
+    # Layers convert in parallel threads (quantizing and packing release the GIL); a second pool
+    # packs the row blocks of a large layer, so the two never wait on each other.
+    threads = max(1, torch.get_num_threads())
+    with ThreadPoolExecutor(threads) as layers, ThreadPoolExecutor(threads) as blocks:
+        converted = list(layers.map(convert, wanted))
+    for name, new in converted:
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+    return len(converted)
 
 
-def choose(requested: str, device: str, dtype: str, model: Any) -> tuple[str, str]:
-    """(scheme, reason): what to apply to `model` for a `--quantize` request."""
+def choose(requested: str, device: str, dtype: str, model: Any, many_answers: bool = True) -> tuple[str, str]:
+    """(scheme, reason): what to apply to `model` for a `--quantize` request. `many_answers` says
+    the loaded model will generate more than one answer (chat, translate, eval), so the seconds
+    that quantizing costs at load are paid back; `ask` produces one and gets full precision."""
     if requested in ("int8", "int4"):
         missing = available(requested)
         if missing:
@@ -219,4 +259,6 @@ def choose(requested: str, device: str, dtype: str, model: Any) -> tuple[str, st
         return "none", f"auto: {params / 1e6:.1f}M linear parameters, too few for quantizing to pay"
     if AUTO_SCHEME == "none" or available(AUTO_SCHEME):
         return "none", "auto: full precision"
+    if not many_answers:
+        return "none", "auto: one answer, which quantizing at load would cost more than it saves (--quantize int8)"
     return AUTO_SCHEME, f"auto: CPU, {params / 1e6:.0f}M linear parameters"

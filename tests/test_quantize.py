@@ -61,6 +61,21 @@ def test_a_rows_result_does_not_depend_on_what_it_is_batched_with(cls):
     assert rel < (0.03 if cls is Int8Linear else 0.1), rel
 
 
+def test_an_int8_layer_packed_in_row_blocks_equals_one_pack(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from latent_gemma_cli import quantize
+
+    torch.manual_seed(1)
+    linear = torch.nn.Linear(61, 100, bias=False)  # a width that needs padding to a multiple of 8
+    x = torch.randn(5, 61)
+    whole = Int8Linear(linear)(x)
+    monkeypatch.setattr(quantize, "BLOCK_ROWS", 16)
+    with ThreadPoolExecutor(2) as pool:
+        blocked = Int8Linear(linear, pool=pool)
+    assert len(blocked._packed) == 7 and torch.equal(blocked(x), whole)
+
+
 @pytest.mark.parametrize("mode", ["coconut", "soft", "off"])
 def test_quantized_generate_equals_naive_greedy_on_the_quantized_model(quantized, mode):
     settings = engine.Settings(mode=mode, num_thoughts=3, max_new_tokens=8, soft_top_p=0.9)
@@ -145,3 +160,28 @@ def test_a_bad_quantize_value_exits_2_with_one_line(tiny_gemma2, tmp_path, comma
     assert result.exit_code == 2, (result.exit_code, result.stderr)
     assert "int3" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2  # the message and its hint
+
+
+def test_an_eval_report_records_the_quantization(tiny_gemma2, tmp_path):
+    data = tmp_path / "qa.jsonl"
+    data.write_text(json.dumps({"question": "猫?", "answer": "猫"}) + "\n", encoding="utf-8")
+    args = ["eval", "--model", str(tiny_gemma2), "--data", str(data), "--task", "qa", "--max-new-tokens", "2"]
+    result = runner.invoke(app, [*args, "--quantize", "int8", "--json"])
+    assert result.exit_code == 0, result.stderr
+    model = json.loads(result.stdout)["model"]
+    assert model["quantize"] == "int8" and model["quantize_reason"] == "requested"
+
+
+def test_auto_quantizes_where_many_answers_pay_for_it_and_not_for_one_answer(tiny_gemma2, tmp_path, monkeypatch):
+    from latent_gemma_cli import quantize
+
+    monkeypatch.setattr(quantize, "AUTO_MIN_PARAMETERS", 0)  # the tiny model counts as big enough
+    data = tmp_path / "qa.jsonl"
+    data.write_text(json.dumps({"question": "猫?", "answer": "猫"}) + "\n", encoding="utf-8")
+    ev = runner.invoke(app, ["eval", "--model", str(tiny_gemma2), "--data", str(data), "--task", "qa", "--json"])
+    assert ev.exit_code == 0, ev.stderr
+    assert json.loads(ev.stdout)["model"]["quantize"] == "int8"
+    ask = runner.invoke(app, ["ask", "--model", str(tiny_gemma2), "--max-new-tokens", "2", "--json", "猫"])
+    assert ask.exit_code == 0, ask.stderr
+    device = json.loads(ask.stdout)["device"]
+    assert device["quantize"] == "none" and "one answer" in device["quantize_reason"]

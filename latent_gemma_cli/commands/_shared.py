@@ -68,6 +68,7 @@ def load(
     *,
     allow_pickle: bool = False,
     quantize: str | None = None,
+    many_answers: bool = True,
 ) -> Any:
     """Load the model named by flag or config for inference, quietly (no library progress bars on
     our streams), quantized as the flag or config say."""
@@ -81,6 +82,7 @@ def load(
         dtype=config.resolve("dtype", dtype),
         allow_pickle=allow_pickle,
         quantize=config.resolve("quantize", quantize),
+        many_answers=many_answers,
     )
 
 

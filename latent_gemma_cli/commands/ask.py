@@ -104,7 +104,7 @@ def ask(
             lens_top=5 if config.resolve("show_thoughts", show_thoughts) else 0,
             **({"soft_top_p": soft_top_p} if soft_top_p is not None else {}),
         )
-    loaded = load(model, device, dtype, allow_pickle=allow_pickle, quantize=quantize)
+    loaded = load(model, device, dtype, allow_pickle=allow_pickle, quantize=quantize, many_answers=False)
 
     # One path streams its tokens to stdout as they are decoded; several paths print the chosen
     # answer when it is decided; --json never streams.

@@ -42,8 +42,23 @@ def devices() -> dict[str, Any]:
     import torch
 
     from ..device import pick_device, pick_dtype
+    from ..quantize import AUTO_MIN_PARAMETERS, AUTO_SCHEME, available
 
-    found = [{"device": "cpu", "name": platform.processor() or platform.machine(), "auto_dtype": pick_dtype("cpu")[0]}]
+    missing = available(AUTO_SCHEME) if AUTO_SCHEME != "none" else "auto never quantizes"
+    cpu_quantize = (
+        f"none ({missing})"
+        if missing
+        else f"{AUTO_SCHEME} in chat, translate and eval for fp32 models with "
+        f"{AUTO_MIN_PARAMETERS // 1_000_000}M+ linear parameters (none in ask)"
+    )
+    found = [
+        {
+            "device": "cpu",
+            "name": platform.processor() or platform.machine(),
+            "auto_dtype": pick_dtype("cpu")[0],
+            "auto_quantize": cpu_quantize,
+        }
+    ]
     if torch.cuda.is_available():
         dtype = pick_dtype("cuda")[0]
         for i in range(torch.cuda.device_count()):
@@ -166,7 +181,11 @@ def as_text(data: dict[str, Any]) -> str:
     lines += [f"  {k}: {v or 'not installed'}" for k, v in data["versions"].items()]
     auto = data["devices"]["auto"]
     lines.append(f"devices (auto: {auto['device']}, {auto['dtype']}; {auto['device_reason']}):")
-    lines += [f"  {d['device']}: {d['name']}, auto dtype {d['auto_dtype']}" for d in data["devices"]["found"]]
+    lines += [
+        f"  {d['device']}: {d['name']}, auto dtype {d['auto_dtype']}"
+        + (f", auto quantization {d['auto_quantize']}" if d.get("auto_quantize") else "")
+        for d in data["devices"]["found"]
+    ]
     lines.append("directories:")
     for name, d in data["directories"].items():
         state = f"PROBLEM: {d['problem']}" if d.get("problem") else ("exists" if d["exists"] else "not created yet")
