@@ -75,22 +75,25 @@ class Int8Linear(torch.nn.Module):
         )
         self.in_features, self.out_features = in_features, out_features
         self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().float(), False)
+        # What forward appends to each scaled row: +1, -1, then zeros up to the packed width.
+        tail = torch.zeros(1, self._width - in_features)
+        tail[0, 0], tail[0, 1] = 1.0, -1.0
+        self.register_buffer("_tail", tail, persistent=False)
+        self.register_buffer("_inverse_smooth", None if smooth is None else 1.0 / smooth, persistent=False)
 
     def forward(self, x: Any) -> Any:
+        # As few tensor ops as possible: at decode time each costs about as much as the matmul of a
+        # small layer.
         rows = x.reshape(-1, self.in_features).float()
-        if self.smooth is not None:
-            rows = rows / self.smooth
-        peak = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-30)
-        ones = torch.ones_like(peak)
-        pad = [rows / peak, ones, -ones]
-        if self._width > self.in_features + 2:
-            pad.append(rows.new_zeros(rows.shape[0], self._width - self.in_features - 2))
-        scaled = torch.cat(pad, dim=1)
+        if self._inverse_smooth is not None:
+            rows = rows * self._inverse_smooth
+        peak = rows.abs().amax(dim=1, keepdim=True).clamp_(min=1e-30)
+        scaled = torch.cat([rows / peak, self._tail.expand(rows.shape[0], -1)], dim=1)
         # reduce_range: 7-bit activations, as fbgemm needs on CPUs without VNNI to avoid saturation
         parts = [torch.ops.quantized.linear_dynamic(scaled, packed, True) for packed in self._packed]
-        y = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)) * peak
+        y = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).mul_(peak)
         if self.bias is not None:
-            y = y + self.bias
+            y = y.add_(self.bias)
         return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
