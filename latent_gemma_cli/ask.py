@@ -125,7 +125,7 @@ def ask(
     """Answer `question` with the loaded model; in the input language unless one is named.
     `on_token(path, token_id)` sees each answer token as it is decoded (for streaming)."""
     input_language = language.detect(question)
-    system = prompting.ANSWER_LANGUAGE_INSTRUCTIONS.get(answer_language) if answer_language else None
+    system = prompting.answer_instruction(loaded.tokenizer, answer_language, input_language.code)
     ids = prompting.prompt_ids(loaded.tokenizer, question, system=system)
     gen = loaded.engine.generate(ids, settings, on_token=on_token)
     return AskResult(

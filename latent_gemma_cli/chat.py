@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .prompting import ANSWER_LANGUAGE_INSTRUCTIONS, has_chat_template
+from .prompting import answer_instruction, has_chat_template
 
 USER, ASSISTANT = "user", "assistant"
 
@@ -33,8 +33,14 @@ class Conversation:
 
     def prompt_ids(self, message: str) -> list[int]:
         """Token ids of the prompt that asks for the answer to `message` after the history."""
-        system = ANSWER_LANGUAGE_INSTRUCTIONS.get(self.answer_language) if self.answer_language else None
+        from .language import detect
+
         turns = [*self.messages, {"role": USER, "content": message}]
+        # As in `ask`: `/lang` if set, else the first message's language decides the instruction.
+        first = turns[0]["content"]
+        system = answer_instruction(
+            self.tokenizer, self.answer_language, "" if self.answer_language else detect(first).code
+        )
         if system:  # Gemma's template has no system role: the instruction joins the first user turn
             turns[0] = {"role": USER, "content": f"{system}\n\n{turns[0]['content']}"}
         if self.templated:

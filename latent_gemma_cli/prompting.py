@@ -10,6 +10,20 @@ ANSWER_LANGUAGE_INSTRUCTIONS = {
 }
 
 
+def answer_instruction(tokenizer: Any, requested: str | None, question_language: str) -> str | None:
+    """The instruction that asks for the answer's language, or None.
+
+    `--lang` (requested) always gets its instruction. Without it, a Japanese question to a model
+    with a chat template gets the Japanese one, so it is answered in Japanese; a base model's
+    prompt stays as typed: on Gemma 3 270M (base) the instruction line did not raise the share of
+    Japanese answers to Japanese questions (benchmarks/answer_language.py, RESULTS.md part 5)."""
+    if requested:
+        return ANSWER_LANGUAGE_INSTRUCTIONS.get(requested)
+    if question_language == "ja" and has_chat_template(tokenizer):
+        return ANSWER_LANGUAGE_INSTRUCTIONS["ja"]
+    return None
+
+
 def compose_question(instruction: str | None, context: str | None = None) -> str:
     """Piped context plus an instruction, as `cat doc | llm "summarize"` does."""
     parts = [p.strip() for p in (context, instruction) if p and p.strip()]

@@ -184,3 +184,80 @@ def test_replay_reproduces_a_sampled_run_from_its_json(tiny_gemma2, tmp_path):
     bad.write_text('{"answer": "x"}', encoding="utf-8")
     refused = runner.invoke(app, ["ask", "--replay", str(bad)])
     assert refused.exit_code == 2 and "not an `lgemma ask --json` record" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "fixture,question,lang,instruction",
+    [
+        ("tiny_gemma2", "東京は日本の首都ですか？", None, "ja"),  # chat template, Japanese question
+        ("tiny_gemma2", "Is Tokyo the capital of Japan?", None, None),
+        ("tiny_gemma2", "東京は日本の首都ですか？", "en", "en"),  # --lang wins
+        ("tiny_base", "東京は日本の首都ですか？", None, None),  # a base model's prompt stays as typed
+        ("tiny_base", "東京は日本の首都ですか？", "ja", "ja"),
+    ],
+)
+def test_a_japanese_question_asks_for_a_japanese_answer_by_default(request, fixture, question, lang, instruction):
+    import json
+
+    from typer.testing import CliRunner
+
+    from latent_gemma_cli.cli import app
+    from latent_gemma_cli.loading import load_model
+    from latent_gemma_cli.prompting import ANSWER_LANGUAGE_INSTRUCTIONS, prompt_ids
+
+    path = request.getfixturevalue(fixture)
+    args = ["ask", "--model", str(path), "--max-new-tokens", "2", "--json", question]
+    result = CliRunner().invoke(app, args + (["--lang", lang] if lang else []))
+    assert result.exit_code == 0, result.stderr
+    tok = load_model(str(path)).tokenizer
+    system = ANSWER_LANGUAGE_INSTRUCTIONS[instruction] if instruction else None
+    assert json.loads(result.stdout)["prompt_token_ids"] == prompt_ids(tok, question, system=system)
+
+
+def test_chat_asks_for_the_first_messages_language_as_ask_does(tiny_gemma2):
+    from latent_gemma_cli.ask import ask
+    from latent_gemma_cli.chat import Conversation
+    from latent_gemma_cli.loading import load_model
+    from latent_gemma_cli.settings import Settings
+
+    loaded = load_model(str(tiny_gemma2))
+    question = "東京は日本の首都ですか？"
+    asked = ask(loaded, question, Settings(mode="off", max_new_tokens=2))
+    assert Conversation(loaded.tokenizer).prompt_ids(question) == asked.generation.prompt_ids
+
+
+def test_json_names_the_weights_and_replay_warns_when_they_changed(tiny_gemma2, tmp_path):
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+    from typer.testing import CliRunner
+
+    from latent_gemma_cli.cli import app
+    from latent_gemma_cli.fingerprint import weights_fingerprint
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_gemma2, model)
+    runner = CliRunner()
+    result = runner.invoke(app, ["ask", "--model", str(model), "--max-new-tokens", "2", "--json", "猫"])
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    fingerprint = record["model"]["weights_sha256"]
+    assert len(fingerprint) == 64 and fingerprint == weights_fingerprint(model)
+    assert record["model"]["eos_token_ids"] == [1] and record["model"]["latent"] is None
+    cache = json.loads((tmp_path / "lgemma-home" / "fingerprints.json").read_text(encoding="utf-8"))
+    assert [entry["size"] for entry in cache.values()] == [(model / "model.safetensors").stat().st_size]
+    run = tmp_path / "run.json"
+    run.write_text(result.stdout, encoding="utf-8")
+    same = runner.invoke(app, ["ask", "--replay", str(run), "--json"])
+    assert same.exit_code == 0 and "differ" not in same.stderr, same.stderr
+
+    weights = load_file(str(model / "model.safetensors"))
+    name = next(iter(weights))
+    weights[name] = weights[name] + torch.ones_like(weights[name])
+    save_file(weights, str(model / "model.safetensors"), metadata={"format": "pt"})
+    assert weights_fingerprint(model) != fingerprint  # a rewritten file is hashed again
+    changed = runner.invoke(app, ["ask", "--replay", str(run), "--json"])
+    assert changed.exit_code == 0, changed.stderr
+    assert "weights differ from the recorded run" in changed.stderr

@@ -83,10 +83,11 @@ def ask(
     out = Output(quiet=quiet, show_trace=trace and not json_out)
     if lang is not None and lang not in ("ja", "en"):
         raise UsageError(f"unknown answer language {lang!r}", hint="use --lang ja or --lang en")
+    rec_weights = None
     if replay is not None:
         if question is not None:
             raise UsageError("--replay takes the question from the recorded run; give no question")
-        text, settings, rec_model, rec_device, rec_dtype, rec_lang, rec_quantize = _recorded(replay)
+        text, settings, rec_model, rec_device, rec_dtype, rec_lang, rec_quantize, rec_weights = _recorded(replay)
         # The record fills what the command line leaves open; flags given now win.
         model, device, dtype, lang = model or rec_model, device or rec_device, dtype or rec_dtype, lang or rec_lang
         quantize = quantize or rec_quantize
@@ -105,6 +106,11 @@ def ask(
             **({"soft_top_p": soft_top_p} if soft_top_p is not None else {}),
         )
     loaded = load(model, device, dtype, allow_pickle=allow_pickle, quantize=quantize, many_answers=False)
+    if replay is not None and rec_weights:
+        from ..fingerprint import weights_fingerprint
+
+        if weights_fingerprint(loaded.path) != rec_weights:
+            out.warn("the model's weights differ from the recorded run's (weights_sha256): the answer may differ")
 
     # One path streams its tokens to stdout as they are decoded; several paths print the chosen
     # answer when it is decided; --json never streams.
@@ -112,6 +118,8 @@ def ask(
     printer = TokenStream(loaded.tokenizer) if streaming else None
     result = run_ask(loaded, text, settings, answer_language=lang, on_token=printer)
     data = result.to_dict()
+    if json_out:
+        _model_identity(data, loaded)
     if not no_log:
         _log(out, data)
     if json_out:
@@ -122,6 +130,21 @@ def ask(
     out.trace_rows("lgemma ask", ask_trace_rows(data), data["paths"], data["chosen_path"])
     if printer is None:
         out.result(result.answer)
+
+
+def _model_identity(data: dict, loaded) -> None:
+    """What --json adds so the record alone says which weights and token ids the run used."""
+    from ..engine import eos_token_ids
+    from ..fingerprint import weights_fingerprint
+
+    spec = loaded.spec
+    data["model"].update(
+        weights_sha256=weights_fingerprint(loaded.path),
+        eos_token_ids=sorted(eos_token_ids(loaded.model, loaded.tokenizer)),
+        latent=None
+        if spec is None
+        else {"bot": spec.bot, "eot": spec.eot, "feedback": spec.feedback, "num_thoughts": spec.num_thoughts},
+    )
 
 
 def _recorded(path: str):
@@ -160,6 +183,7 @@ def _recorded(path: str):
             data["device"]["dtype"],
             s.get("answer_language"),
             data["device"].get("quantize", "none"),
+            data["model"].get("weights_sha256"),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not an `lgemma ask --json` record ({type(exc).__name__}: {exc})") from None
