@@ -1,6 +1,14 @@
-"""User defaults: built-in < config file < LGEMMA_* environment < command-line flags.
+"""User defaults: built-in < config file < the file's section for the model < LGEMMA_* environment
+< command-line flags.
 
 The file is TOML at `<config dir>/config.toml` (platformdirs; `LGEMMA_HOME` overrides the base).
+A `[models."NAME"]` table holds defaults for one model, NAME being the `--model` reference as
+typed (a catalogue or registered name, a hub id, or a directory):
+
+    mode = "off"
+    [models."my-latent-gemma"]
+    mode = "coconut"
+    thoughts = 6
 """
 
 from __future__ import annotations
@@ -96,7 +104,11 @@ def config_file() -> Path:
     return config_dir() / "config.toml"
 
 
-def read_file_values() -> dict[str, Any]:
+MODELS = "models"  # the table of per-model sections
+
+
+def read_all() -> dict[str, Any]:
+    """The whole file: top-level keys and the `models` table, validated."""
     path = config_file()
     if not path.is_file():
         return {}
@@ -105,9 +117,32 @@ def read_file_values() -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from exc
     for key in data:
-        if key not in KEYS:
+        if key != MODELS and key not in KEYS:
             raise UsageError(f"{path}: unknown key {key!r}", hint=f"known keys: {', '.join(KEYS)}")
+    sections = data.get(MODELS, {})
+    if not isinstance(sections, dict) or not all(isinstance(v, dict) for v in sections.values()):
+        raise UsageError(f'{path}: `{MODELS}` must hold tables, as [{MODELS}."NAME"]')
+    for name, section in sections.items():
+        for key, value in section.items():
+            if key == "model" or key not in KEYS:
+                raise UsageError(
+                    f"{path}: unknown key {key!r} for model {name!r}",
+                    hint=f"known keys: {', '.join(k for k in KEYS if k != 'model')}",
+                )
+            parse_value(key, value, f"{path} [{MODELS}.{name!r}]")
     return data
+
+
+def read_file_values() -> dict[str, Any]:
+    """The file's top-level keys."""
+    return {k: v for k, v in read_all().items() if k != MODELS}
+
+
+def model_values(model: str | None) -> dict[str, Any]:
+    """The file's section for `model` (empty when there is none)."""
+    if not model:
+        return {}
+    return dict(read_all().get(MODELS, {}).get(model, {}))
 
 
 def parse_value(key: str, value: Any, where: str) -> Any:
@@ -119,27 +154,34 @@ def parse_value(key: str, value: Any, where: str) -> Any:
         raise UsageError(f"{where}: bad value {value!r} for {key}: {exc}") from exc
 
 
-def resolve(key: str, flag: Any = None) -> Any:
-    """The effective value of `key`: the flag if given, else environment, file, built-in."""
+def resolve(key: str, flag: Any = None, model: str | None = None) -> Any:
+    """The effective value of `key`: the flag if given, else environment, the file's section for
+    `model`, the file, built-in."""
     if flag is not None:
         return flag
     env_name = f"LGEMMA_{key.upper()}"
     if os.environ.get(env_name):
         return parse_value(key, os.environ[env_name], env_name)
+    section = model_values(model)
+    if key in section:
+        return parse_value(key, section[key], f"{config_file()} [{MODELS}.{model!r}]")
     file_values = read_file_values()
     if key in file_values:
         return parse_value(key, file_values[key], str(config_file()))
     return KEYS[key].default
 
 
-def effective() -> dict[str, tuple[Any, str]]:
-    """Every key with its value and where it came from."""
+def effective(model: str | None = None) -> dict[str, tuple[Any, str]]:
+    """Every key with its value and where it came from (for `model`, its section counted)."""
     file_values = read_file_values()
+    section = model_values(model)
     out = {}
     for key in KEYS:
         env_name = f"LGEMMA_{key.upper()}"
         if os.environ.get(env_name):
             out[key] = (parse_value(key, os.environ[env_name], env_name), env_name)
+        elif key in section and key != "model":
+            out[key] = (parse_value(key, section[key], f"[{MODELS}.{model!r}]"), f"file, model {model}")
         elif key in file_values:
             out[key] = (parse_value(key, file_values[key], str(config_file())), "file")
         else:
@@ -147,17 +189,28 @@ def effective() -> dict[str, tuple[Any, str]]:
     return out
 
 
-def write_value(key: str, value: str | None) -> Path:
-    """Set (or with None, unset) `key` in the config file, validating the value first."""
+def write_value(key: str, value: str | None, model: str | None = None) -> Path:
+    """Set (or with None, unset) `key` in the config file, or in its section for `model`,
+    validating the value first."""
     import tomli_w
 
-    data = read_file_values()
+    data = read_all()
+    if model is not None and key == "model":
+        raise UsageError("`model` cannot be set per model")
+    if model is None:
+        target = data
+    else:
+        target = data.setdefault(MODELS, {}).setdefault(model, {})
     if value is None:
         if key not in KEYS:
             raise UsageError(f"unknown config key {key!r}", hint=f"known keys: {', '.join(KEYS)}")
-        data.pop(key, None)
+        target.pop(key, None)
+        if model is not None and not target:
+            data[MODELS].pop(model, None)
+            if not data[MODELS]:
+                data.pop(MODELS)
     else:
-        data[key] = parse_value(key, value, "config set")
+        target[key] = parse_value(key, value, "config set")
     from .files import write_text_atomic
 
     path = config_file()

@@ -90,19 +90,21 @@ def build_settings(
     temperature: float | None = None,
     top_p: float | None = None,
     seed: int | None = None,
+    model: str | None = None,
     **fixed: Any,
 ) -> Settings:
     """Settings from command-line values, the config file and environment filling what is None
-    (built-in < file < LGEMMA_* < flags); `fixed` sets fields that have no config key. Validated."""
+    (built-in < file < the file's section for `model` < LGEMMA_* < flags); `fixed` sets fields that
+    have no config key. Validated."""
     from . import config
 
     settings = Settings(
-        mode=config.resolve("mode", mode),
-        num_thoughts=config.resolve("thoughts", thoughts),
-        paths=config.resolve("paths", paths),
-        max_new_tokens=config.resolve("max_new_tokens", max_new_tokens),
-        temperature=config.resolve("temperature", temperature),
-        top_p=config.resolve("top_p", top_p),
+        mode=config.resolve("mode", mode, model),
+        num_thoughts=config.resolve("thoughts", thoughts, model),
+        paths=config.resolve("paths", paths, model),
+        max_new_tokens=config.resolve("max_new_tokens", max_new_tokens, model),
+        temperature=config.resolve("temperature", temperature, model),
+        top_p=config.resolve("top_p", top_p, model),
         seed=seed,
         **fixed,
     )

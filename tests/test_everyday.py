@@ -261,3 +261,46 @@ def test_json_names_the_weights_and_replay_warns_when_they_changed(tiny_gemma2, 
     changed = runner.invoke(app, ["ask", "--replay", str(run), "--json"])
     assert changed.exit_code == 0, changed.stderr
     assert "weights differ from the recorded run" in changed.stderr
+
+
+def test_a_models_section_in_the_config_sets_its_defaults(tiny_gemma2, tiny_gemma3, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from latent_gemma_cli.cli import app
+
+    runner = CliRunner()
+
+    def mode_of(model, *extra):
+        result = runner.invoke(app, ["ask", "--model", str(model), "--max-new-tokens", "2", "--json", *extra, "猫"])
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)["mode"]
+
+    set_ = runner.invoke(app, ["config", "set", "--model", str(tiny_gemma2), "mode", "soft"])
+    assert set_.exit_code == 0, set_.stderr
+    runner.invoke(app, ["config", "set", "mode", "off"])
+    assert mode_of(tiny_gemma2) == "soft"  # the model's section
+    assert mode_of(tiny_gemma3) == "off"  # the file's top level
+    assert mode_of(tiny_gemma2, "--mode", "off") == "off"  # a flag wins
+    monkeypatch.setenv("LGEMMA_MODE", "off")
+    assert mode_of(tiny_gemma2) == "off"  # and the environment
+    monkeypatch.delenv("LGEMMA_MODE")
+    shown = json.loads(runner.invoke(app, ["config", "show", "--json", "--model", str(tiny_gemma2)]).stdout)
+    assert shown["keys"]["mode"]["value"] == "soft" and str(tiny_gemma2) in shown["keys"]["mode"]["source"]
+    unset = runner.invoke(app, ["config", "unset", "--model", str(tiny_gemma2), "mode"])
+    assert unset.exit_code == 0 and mode_of(tiny_gemma2) == "off"
+    bad = runner.invoke(app, ["config", "set", "--model", str(tiny_gemma2), "mode", "sideways"])
+    assert bad.exit_code == 2 and "sideways" in bad.stderr
+
+
+def test_a_bad_models_section_is_one_line_and_exit_2(tiny_gemma2, tmp_path):
+    from typer.testing import CliRunner
+
+    from latent_gemma_cli.cli import app
+    from latent_gemma_cli.config import config_file
+
+    config_file().parent.mkdir(parents=True, exist_ok=True)
+    config_file().write_text('[models."x"]\nmodel = "y"\n', encoding="utf-8")
+    result = CliRunner().invoke(app, ["ask", "--model", str(tiny_gemma2), "猫"])
+    assert result.exit_code == 2 and "unknown key 'model' for model 'x'" in result.stderr

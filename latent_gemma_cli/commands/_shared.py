@@ -76,12 +76,13 @@ def load(
     from ..loading import load_model
 
     quiet_libraries()
+    reference = config.resolve("model", model)
     return load_model(
-        config.resolve("model", model),
-        device=config.resolve("device", device),
-        dtype=config.resolve("dtype", dtype),
+        reference,
+        device=config.resolve("device", device, reference),
+        dtype=config.resolve("dtype", dtype, reference),
         allow_pickle=allow_pickle,
-        quantize=config.resolve("quantize", quantize),
+        quantize=config.resolve("quantize", quantize, reference),
         many_answers=many_answers,
     )
 

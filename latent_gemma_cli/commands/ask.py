@@ -95,6 +95,7 @@ def ask(
         instruction, context = question_from(question)
         text = compose_question(instruction, context)
         settings = build_settings(
+            model=config.resolve("model", model),
             mode=mode,
             thoughts=thoughts,
             paths=paths,
@@ -102,7 +103,7 @@ def ask(
             temperature=temperature,
             top_p=top_p,
             seed=seed,
-            lens_top=5 if config.resolve("show_thoughts", show_thoughts) else 0,
+            lens_top=5 if config.resolve("show_thoughts", show_thoughts, config.resolve("model", model)) else 0,
             **({"soft_top_p": soft_top_p} if soft_top_p is not None else {}),
         )
     loaded = load(model, device, dtype, allow_pickle=allow_pickle, quantize=quantize, many_answers=False)

@@ -66,6 +66,7 @@ def chat(
 
     out = Output(quiet=quiet)
     settings = build_settings(
+        model=config.resolve("model", model),
         mode=mode,
         thoughts=thoughts,
         paths=paths,
@@ -73,7 +74,7 @@ def chat(
         temperature=temperature,
         top_p=top_p,
         seed=seed,
-        lens_top=5 if config.resolve("show_thoughts", show_thoughts) else 0,
+        lens_top=5 if config.resolve("show_thoughts", show_thoughts, config.resolve("model", model)) else 0,
         **({"soft_top_p": soft_top_p} if soft_top_p is not None else {}),
     )
     loaded = load(model, device, dtype, quantize=quantize)

@@ -16,6 +16,10 @@ def _complete_key(incomplete: str) -> list[str]:
     return [k for k in KEYS if k.startswith(incomplete)]
 
 
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help='The section for this model ([models."NAME"]): its defaults win over the file\'s.'),
+]
 KeyArg = Annotated[str, typer.Argument(help="Config key (see `lgemma config show`).", autocompletion=_complete_key)]
 
 
@@ -27,12 +31,13 @@ def show(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object: path and every key with value and source.")
     ] = False,
+    model: ModelOpt = None,
 ) -> None:
     """Print every key as `key = value  (source)` on stdout."""
     from .. import config
     from ..render import Output
 
-    values = config.effective()
+    values = config.effective(model)
     out = Output()
     if json_out:
         out.json(
@@ -46,29 +51,36 @@ def show(
     out.result("\n".join(f"{k:<{width}} = {_plain(v)}  ({src})" for k, (v, src) in values.items()))
 
 
-def set_(key: KeyArg, value: Annotated[str, typer.Argument(help="New value, checked before it is written.")]) -> None:
-    """Write KEY = VALUE to the config file."""
+def set_(
+    key: KeyArg,
+    value: Annotated[str, typer.Argument(help="New value, checked before it is written.")],
+    model: ModelOpt = None,
+) -> None:
+    """Write KEY = VALUE to the config file (with --model, to that model's section)."""
     import os
 
     from .. import config
     from ..render import Output
 
-    path = config.write_value(key, value)
+    path = config.write_value(key, value, model)
     out = Output()
-    out.info(f"{key} = {_plain(config.read_file_values().get(key))} written to {path}")
+    written = config.model_values(model) if model else config.read_file_values()
+    where = f" for model {model}" if model else ""
+    out.info(f"{key} = {_plain(written.get(key))}{where} written to {path}")
     env_name = f"LGEMMA_{key.upper()}"
     if os.environ.get(env_name):
         out.warn(f"{env_name} is set and takes precedence over the file")
 
 
-def unset(key: KeyArg) -> None:
-    """Remove KEY from the config file (back to the built-in default)."""
+def unset(key: KeyArg, model: ModelOpt = None) -> None:
+    """Remove KEY from the config file or a model's section (back to the next default)."""
     from .. import config
     from ..render import Output
 
-    had = key in config.read_file_values()
-    path = config.write_value(key, None)
-    Output().info(f"{key} removed from {path}" if had else f"{key} was not set in {path}")
+    had = key in (config.model_values(model) if model else config.read_file_values())
+    path = config.write_value(key, None, model)
+    where = f" for model {model}" if model else ""
+    Output().info(f"{key}{where} removed from {path}" if had else f"{key}{where} was not set in {path}")
 
 
 def path() -> None:

@@ -166,6 +166,7 @@ def translate(
     failures = [(n, e) for n, _, e in inputs if e is not None]
     if good:
         settings = build_settings(
+            model=config.resolve("model", model),
             mode=mode,
             thoughts=thoughts,
             paths=paths,
