@@ -4,6 +4,7 @@ for 50 JCommonsenseQA questions and 50 JSQuAD questions (with their paragraph as
 instruction, each as typed and in the README's `Q: ... A:` form.
 
     python benchmarks/answer_language.py [--model gemma-3-270m] [--rows 50] [--max-new-tokens 24]
+        [--forms typed,qa]
 
 "instruction" is what `lgemma ask` adds for a Japanese question by default
 (`prompting.ANSWER_LANGUAGE_INSTRUCTIONS["ja"]`: a system text for a chat-template model, a line
@@ -36,6 +37,7 @@ def main() -> int:
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--rows", type=int, default=50)
     parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--forms", default="typed,qa", help="typed (the question as typed) and/or qa (Q: ... A:)")
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     args = parser.parse_args()
 
@@ -45,7 +47,8 @@ def main() -> int:
 
     loaded = load_model(args.model, device="cpu", dtype="float32")
     instruction = prompting.ANSWER_LANGUAGE_INSTRUCTIONS["ja"]
-    forms = {"as typed": lambda q: q, "Q: ... A:": lambda q: f"Q: {q}\nA:"}
+    every = {"typed": ("as typed", lambda q: q), "qa": ("Q: ... A:", lambda q: f"Q: {q}\nA:")}
+    forms = dict(every[f] for f in args.forms.split(","))
     settings = Settings(mode="off", max_new_tokens=args.max_new_tokens)
     rows = []
     for set_name, qs in questions(Path(args.data_dir), args.rows).items():
