@@ -192,7 +192,8 @@ def test_replay_reproduces_a_sampled_run_from_its_json(tiny_gemma2, tmp_path):
         ("tiny_gemma2", "東京は日本の首都ですか？", None, "ja"),  # chat template, Japanese question
         ("tiny_gemma2", "Is Tokyo the capital of Japan?", None, None),
         ("tiny_gemma2", "東京は日本の首都ですか？", "en", "en"),  # --lang wins
-        ("tiny_base", "東京は日本の首都ですか？", None, None),  # a base model's prompt stays as typed
+        ("tiny_base", "東京は日本の首都ですか？", None, "ja"),  # a base model gets the line too
+        ("tiny_base", "Is Tokyo the capital of Japan?", None, None),
         ("tiny_base", "東京は日本の首都ですか？", "ja", "ja"),
     ],
 )
