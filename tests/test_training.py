@@ -353,6 +353,47 @@ def test_resume_continues_exactly(tiny_gemma2, tmp_path, lora):
         assert torch.equal(a[emb][3], base[emb][3])
 
 
+def test_length_bucketing_orders_the_same_rows_with_less_padding_and_resumes_exactly(tiny_gemma2, tmp_path):
+    import statistics
+
+    from latent_gemma_cli.training import trainer as trainer_mod
+
+    rows = [
+        Example(
+            question="Is Tom a lempus " + "and a wumpus " * (i % 7) + f"{i}?", answer="yes", steps=STEPS[:2], id=str(i)
+        )
+        for i in range(64)
+    ]
+    plain = Trainer(_config(tiny_gemma2, tmp_path / "p", batch_size=4), dataset=_dataset(rows))
+    bucketed = Trainer(
+        _config(tiny_gemma2, tmp_path / "q", batch_size=4, bucket_by_length=True), dataset=_dataset(rows)
+    )
+    plain._setup()
+    bucketed._setup()
+    a, b = plain._epoch_order(0, 0), bucketed._epoch_order(0, 0)
+    assert sorted(a) == sorted(b) == list(range(64)) and a != b
+    assert b == bucketed._epoch_order(0, 0) and b != bucketed._epoch_order(0, 1)  # seeded per epoch
+
+    def padding(order):
+        lengths = [[len(bucketed.data.prompts[i]) for i in order[k : k + 4]] for k in range(0, len(order), 4)]
+        return statistics.mean(max(g) - min(g) for g in lengths)
+
+    assert padding(b) < padding(a) / 2
+    assert trainer_mod.TrainConfig(model="m", data="d", out="o", bucket_by_length=True).fingerprint()[
+        "bucket_by_length"
+    ]
+    assert "bucket_by_length" not in plain.config.fingerprint()  # checkpoints from before the flag still resume
+
+    straight = Trainer(_config(tiny_gemma2, tmp_path / "a", bucket_by_length=True), dataset=_dataset()).run()
+    Trainer(_config(tiny_gemma2, tmp_path / "b", bucket_by_length=True, max_steps=2), dataset=_dataset()).run()
+    second = Trainer(
+        _config(tiny_gemma2, tmp_path / "b", bucket_by_length=True, resume="auto"), dataset=_dataset()
+    ).run()
+    assert straight.completed and second.completed and second.steps == straight.steps
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-6
+
+
 def test_fresh_run_refuses_existing_checkpoints(tiny_gemma2, tmp_path):
     from latent_gemma_cli.errors import UsageError
 

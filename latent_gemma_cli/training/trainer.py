@@ -36,6 +36,10 @@ from .prepare import LoraSettings
 Event = Callable[[dict], None]
 
 
+# Micro-batches per length-bucketing window (`--bucket-by-length`).
+BUCKET_WINDOW = 16
+
+
 @dataclass
 class TrainConfig:
     """Everything one `lgemma train` run needs; see the command's help for each flag."""
@@ -71,6 +75,8 @@ class TrainConfig:
     max_steps: int | None = None
     # How a thought's final hidden state becomes the next input (engine.LatentRunner.feedback).
     feedback: str = "identity"
+    # Group rows of similar prompt length into the same micro-batches (less padding, other batches).
+    bucket_by_length: bool = False
 
     def fingerprint(self) -> dict:
         """Settings that must match on resume."""
@@ -91,7 +97,10 @@ class TrainConfig:
             "feedback",
         )
         data = asdict(self)
-        return {k: data[k] for k in keep}
+        out = {k: data[k] for k in keep}
+        if self.bucket_by_length:  # absent when off, so checkpoints from before the flag still match
+            out["bucket_by_length"] = True
+        return out
 
 
 @dataclass
@@ -189,8 +198,23 @@ class Trainer:
         order = list(range(len(self.data)))
         random.Random(f"{self.config.seed}:{stage}:{epoch}").shuffle(order)
         unit = self.config.batch_size * self.world
+        if self.config.bucket_by_length:
+            order = self._bucketed(order, unit, f"{self.config.seed}:{stage}:{epoch}")
         pad = (-len(order)) % unit
         return order + (order * (pad // len(order) + 1))[:pad]
+
+    def _bucketed(self, order: list[int], unit: int, seed: str) -> list[int]:
+        """Length bucketing: within each window of BUCKET_WINDOW micro-batches of the shuffled
+        order, rows are sorted by prompt length and cut into micro-batches, whose order is then
+        shuffled; a pure function of the seed, so resuming stays exact."""
+        window = unit * BUCKET_WINDOW
+        out: list[int] = []
+        for w, start in enumerate(range(0, len(order), window)):
+            rows = sorted(order[start : start + window], key=lambda i: len(self.data.prompts[i]))
+            groups = [rows[k : k + unit] for k in range(0, len(rows), unit)]
+            random.Random(f"{seed}:buckets:{w}").shuffle(groups)
+            out += [i for g in groups for i in g]
+        return out
 
     @property
     def steps_per_epoch(self) -> int:
