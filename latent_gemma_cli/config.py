@@ -22,7 +22,7 @@ from typing import Any, Callable
 from .catalogue import DEFAULT_MODEL
 from .errors import UsageError
 from .paths import config_dir
-from .settings import AUTO, MODES
+from .settings import AUTO, MODES, QUANTIZE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -87,9 +87,7 @@ KEYS: dict[str, Key] = {
     "model": Key(DEFAULT_MODEL, str, "default model: catalogue name, hub id in the cache, or directory"),
     "device": Key("auto", _choice("auto", "cpu", "cuda", "mps"), "device to run on"),
     "dtype": Key("auto", _choice("auto", "float32", "bfloat16", "float16"), "compute dtype"),
-    "quantize": Key(
-        "auto", _choice("auto", "none", "int8", "int4"), "CPU weight quantization (auto: by device and model size)"
-    ),
+    "quantize": Key("auto", _choice(*QUANTIZE), "CPU weight quantization (auto: by device and model size)"),
     "mode": Key(AUTO, _choice(AUTO, *MODES), "latent mode (auto: coconut for a latent-trained model, else off)"),
     "thoughts": Key(None, _int_at_least(0), "number of continuous thoughts (unset: the model's own)"),
     "paths": Key(1, _int_at_least(1), "reasoning paths decoded in one batch"),
@@ -133,16 +131,16 @@ def read_all() -> dict[str, Any]:
     return data
 
 
-def read_file_values() -> dict[str, Any]:
-    """The file's top-level keys."""
-    return {k: v for k, v in read_all().items() if k != MODELS}
+def read_file_values(data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The file's top-level keys (from `data`, the file as `read_all` returned it, if given)."""
+    return {k: v for k, v in (read_all() if data is None else data).items() if k != MODELS}
 
 
-def model_values(model: str | None) -> dict[str, Any]:
+def model_values(model: str | None, data: dict[str, Any] | None = None) -> dict[str, Any]:
     """The file's section for `model` (empty when there is none)."""
     if not model:
         return {}
-    return dict(read_all().get(MODELS, {}).get(model, {}))
+    return dict((read_all() if data is None else data).get(MODELS, {}).get(model, {}))
 
 
 def parse_value(key: str, value: Any, where: str) -> Any:
@@ -162,10 +160,11 @@ def resolve(key: str, flag: Any = None, model: str | None = None) -> Any:
     env_name = f"LGEMMA_{key.upper()}"
     if os.environ.get(env_name):
         return parse_value(key, os.environ[env_name], env_name)
-    section = model_values(model)
+    data = read_all()  # the file is read and checked once
+    section = model_values(model, data)
     if key in section:
         return parse_value(key, section[key], f"{config_file()} [{MODELS}.{model!r}]")
-    file_values = read_file_values()
+    file_values = read_file_values(data)
     if key in file_values:
         return parse_value(key, file_values[key], str(config_file()))
     return KEYS[key].default
@@ -173,14 +172,14 @@ def resolve(key: str, flag: Any = None, model: str | None = None) -> Any:
 
 def effective(model: str | None = None) -> dict[str, tuple[Any, str]]:
     """Every key with its value and where it came from (for `model`, its section counted)."""
-    file_values = read_file_values()
-    section = model_values(model)
+    data = read_all()
+    file_values, section = read_file_values(data), model_values(model, data)
     out = {}
     for key in KEYS:
         env_name = f"LGEMMA_{key.upper()}"
         if os.environ.get(env_name):
             out[key] = (parse_value(key, os.environ[env_name], env_name), env_name)
-        elif key in section and key != "model":
+        elif key in section:  # read_all refuses `model` inside a section
             out[key] = (parse_value(key, section[key], f"[{MODELS}.{model!r}]"), f"file, model {model}")
         elif key in file_values:
             out[key] = (parse_value(key, file_values[key], str(config_file())), "file")

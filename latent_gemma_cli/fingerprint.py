@@ -56,9 +56,9 @@ def weights_fingerprint(model_dir: str | Path) -> str | None:
     if not files:
         return None
     cache = _read_cache()
-    before = json.dumps(cache, sort_keys=True)
+    before = dict(cache)
     lines = [f"{p.name}:{file_sha256(p, cache)}\n" for p in files]
-    if json.dumps(cache, sort_keys=True) != before:
+    if cache != before:  # a file was hashed: keep its digest for the next run
         try:
             from .files import write_text_atomic
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 
-from .device import QUANTIZE as QUANTIZE_CHOICES  # noqa: F401  (re-exported)
 from .errors import UsageError
 
 INT4_GROUP = 32
@@ -52,7 +51,6 @@ class Int8Linear(torch.nn.Module):
         out_features, in_features = weight.shape
         if smooth is not None:  # SmoothQuant: x @ W.T == (x / s) @ (W * s).T, with the outliers moved to W
             weight = weight * smooth
-        self.register_buffer("smooth", smooth, persistent=False)
         # The +1/-1 columns, then zeros to a multiple of 8: fbgemm packs and multiplies such widths
         # faster (the 262k-row LM head packed in 3.5 s at width 648, 6.0 s at 642; 12 vs 15 ms).
         self._width = -(-(in_features + 2) // 8) * 8

@@ -17,6 +17,8 @@ MODES = ("coconut", "soft", "off")
 # `off`. Training-free `soft` measured worse than `off` on Gemma 3 270M (ja->en BLEU 10.2 -> 2.7,
 # JCommonsenseQA 20% -> 0%), so it is there when asked for, not by default.
 AUTO = "auto"
+# --quantize values (applied by quantize.py; here so the light config module can check them).
+QUANTIZE = ("auto", "none", "int8", "int4")
 DEFAULT_SOFT_THOUGHTS = 4
 # CoT-decoding needs a handful of branches (the paper uses 10); each one is a full copy of the
 # KV cache, so a typo such as --paths 100000 would exhaust memory before failing.

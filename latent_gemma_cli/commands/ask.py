@@ -94,8 +94,9 @@ def ask(
     else:
         instruction, context = question_from(question)
         text = compose_question(instruction, context)
+        model = config.resolve("model", model)  # once: its config section feeds the settings
         settings = build_settings(
-            model=config.resolve("model", model),
+            model=model,
             mode=mode,
             thoughts=thoughts,
             paths=paths,
@@ -103,7 +104,7 @@ def ask(
             temperature=temperature,
             top_p=top_p,
             seed=seed,
-            lens_top=5 if config.resolve("show_thoughts", show_thoughts, config.resolve("model", model)) else 0,
+            lens_top=5 if config.resolve("show_thoughts", show_thoughts, model) else 0,
             **({"soft_top_p": soft_top_p} if soft_top_p is not None else {}),
         )
     loaded = load(model, device, dtype, allow_pickle=allow_pickle, quantize=quantize, many_answers=False)

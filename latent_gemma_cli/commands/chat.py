@@ -65,8 +65,9 @@ def chat(
     from ._shared import load
 
     out = Output(quiet=quiet)
+    model = config.resolve("model", model)  # once: its config section feeds the settings
     settings = build_settings(
-        model=config.resolve("model", model),
+        model=model,
         mode=mode,
         thoughts=thoughts,
         paths=paths,
@@ -74,7 +75,7 @@ def chat(
         temperature=temperature,
         top_p=top_p,
         seed=seed,
-        lens_top=5 if config.resolve("show_thoughts", show_thoughts, config.resolve("model", model)) else 0,
+        lens_top=5 if config.resolve("show_thoughts", show_thoughts, model) else 0,
         **({"soft_top_p": soft_top_p} if soft_top_p is not None else {}),
     )
     loaded = load(model, device, dtype, quantize=quantize)
