@@ -110,6 +110,8 @@ class LatentRunner:
         scale = getattr(self.embedding, "embed_scale", None)
         self.embed_scale = float(scale) if scale is not None else 1.0
         self._mean_embed_norm: torch.Tensor | None = None
+        # The pause token's id for the `pause` feedback (the pause-as-thought control).
+        self.pause_id: int | None = None
 
     @property
     def device(self) -> torch.device:
@@ -159,6 +161,14 @@ class LatentRunner:
                 if not training:
                     self._mean_embed_norm = target
             return hidden * (target / hidden.float().norm(dim=-1, keepdim=True)).to(hidden.dtype)
+        if transform == "pause":
+            # The paper's "pause as thought" control: one fixed (learned) vector at every thought
+            # position, whatever the hidden state; it is what the embedding module outputs for
+            # the pause token, so a trained pause embedding is used exactly as a token would be.
+            if self.pause_id is None:
+                raise ValueError("the pause feedback needs the pause token (LatentSpec.pause)")
+            ids = torch.full((hidden.shape[0],), self.pause_id, dtype=torch.long, device=hidden.device)
+            return self.embed(ids).to(hidden.dtype)
         raise ValueError(f"unknown feedback transform {transform!r}")
 
     def hidden(self, inputs_embeds: torch.Tensor, cache: Any, **positions: Any) -> torch.Tensor:
@@ -432,6 +442,8 @@ def generate_batch(
         )
     n, markers, feedback = resolve_thoughts(settings, spec)
     marker_ids = (runner.token_ids(tokenizer, markers[0]), runner.token_ids(tokenizer, markers[1])) if markers else None
+    if feedback == "pause":
+        runner.pause_id = runner.token_ids(tokenizer, spec.pause)
     context = getattr(model.config, "max_position_embeddings", None)
     longest = max(len(p) for p in prompts)
     needed = longest + n + (2 if marker_ids else 0)

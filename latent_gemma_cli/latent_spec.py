@@ -12,7 +12,7 @@ from pathlib import Path
 
 LATENT_FILE = "lgemma_latent.json"
 FORMAT_VERSION = 1
-FEEDBACKS = ("identity", "embed_norm")
+FEEDBACKS = ("identity", "embed_norm", "pause")
 
 
 @dataclass
@@ -26,8 +26,11 @@ class LatentSpec:
     mode: str = "coconut"
     # How a final hidden state becomes the next thought's input: `identity` is the paper's
     # (fed unscaled to the first decoder layer); `embed_norm` rescales it to the mean
-    # token-embedding norm. Recorded with the model, never applied silently.
+    # token-embedding norm. Recorded with the model, never applied silently. `pause` is the
+    # paper's "pause as thought" control: every thought position is fed the embedding of the
+    # `pause` token (one fixed learned vector), never a hidden state.
     feedback: str = "identity"
+    pause: str | None = None
     base_model: str | None = None
     curriculum: dict = field(default_factory=dict)
     training_data_sha256: str | None = None
@@ -69,6 +72,10 @@ class LatentSpec:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.feedback not in FEEDBACKS:
             raise ValueError(f"unknown feedback {self.feedback!r} (known: {', '.join(FEEDBACKS)})")
+        if self.feedback == "pause" and (not isinstance(self.pause, str) or not self.pause):
+            raise ValueError(f"feedback 'pause' needs the pause token's string, got {self.pause!r}")
+        if self.pause is not None and self.pause in (self.bot, self.eot):
+            raise ValueError(f"the pause token {self.pause!r} must differ from the bot and eot markers")
         if self.bot == self.eot:
             raise ValueError(f"bot and eot must be different tokens, both are {self.bot!r}")
         if not isinstance(self.curriculum, dict):

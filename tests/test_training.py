@@ -67,6 +67,22 @@ def test_stage_mixing_is_deterministic_and_earlier():
     assert all(cur.mixed_stage(0, 0, 5, i, c) == 0 for i in range(20))
 
 
+def test_stage_mixing_from_any_stage_follows_the_reference():
+    """The reference code's `uniform_prob`: 0..len(steps), later stages included, stage 0 too;
+    a draw past N is the final all-latent stage."""
+    c = Curriculum(max_stage=2, mix_prob=0.5, mix_from="any")
+    draws = [cur.mixed_stage(1, 0, 5, i, c, num_steps=4) for i in range(400)]
+    assert draws == [cur.mixed_stage(1, 0, 5, i, c, num_steps=4) for i in range(400)]
+    assert set(draws) == {0, 1, 2, 3}  # 3 = the final stage N + 1 (draws of 3 and 4 steps)
+    assert draws.count(3) > draws.count(2)  # two step counts map onto the final stage
+    from_zero = {cur.mixed_stage(0, 0, 5, i, c, num_steps=2) for i in range(100)}
+    assert from_zero == {0, 1, 2}  # stage 0 mixes too, bounded by the row's step count
+    with pytest.raises(ValueError, match="mixing"):
+        Curriculum(mix_from="later").validate()
+    # The default leaves the checkpoint fingerprint as it was before the option existed.
+    assert "mix_from" not in Curriculum().to_dict() and Curriculum(mix_from="any").to_dict()["mix_from"] == "any"
+
+
 # --- sequences and labels -----------------------------------------------------------------------
 
 
@@ -125,6 +141,8 @@ def naive_loss(model, seq, feedback="identity"):
         if feedback == "embed_norm":  # rescaled to the mean norm of what the embedding module outputs
             target = (emb.weight.norm(dim=-1).mean() * getattr(emb, "embed_scale", 1.0)).detach()
             h = h * target / h.norm(dim=-1, keepdim=True)
+        if feedback == "pause":  # the pause token's embedding, whatever the hidden state
+            h = emb(torch.tensor([[PAUSE]]))
         x = torch.cat([x, h], dim=1)
     x = torch.cat([x, emb(torch.tensor([seq.tail]))], dim=1)
     logits = model(inputs_embeds=x, use_cache=False).logits[0].float()
@@ -183,6 +201,73 @@ def test_embed_norm_feedback_loss_and_grads_equal_naive(g3):
     with torch.no_grad():
         plain = batch_loss(LatentRunner(model), seqs, pad_id=0)
     assert abs(float(plain.total - got.total)) > 1e-3  # the transform is really applied
+
+
+PAUSE = 4  # any id of the tiny vocabulary stands in for <pause> here
+
+
+@pytest.mark.parametrize("which", ["g2", "g3"])
+def test_pause_control_one_pass_loss_and_grads_equal_naive(request, which):
+    """The pause control's single pass equals the n + 1-pass loss with the pause feedback and a
+    naive recompute that feeds the pause embedding at every thought position."""
+    loaded = request.getfixturevalue(which)
+    model = loaded.model
+    seqs = [_seq(loaded, "Is Tom a lempus?", 1), _seq(loaded, "Every wumpus is a yumpus. Is Tom a gorpus?", 3)]
+    runner = LatentRunner(model)
+    runner.pause_id = PAUSE
+    model.zero_grad(set_to_none=True)
+    got = batch_loss(runner, seqs, pad_id=0, feedback="pause")
+    (got.total / got.tokens).backward()
+    got_grads = _grads(model)
+    passes = sum(latent_loss(runner, [s], pad_id=0, feedback="pause").total for s in seqs)
+    (passes / got.tokens).backward()
+    pass_grads = _grads(model)
+    want = sum(naive_loss(model, s, "pause") for s in seqs)
+    (want / got.tokens).backward()
+    want_grads = _grads(model)
+    assert abs(float(got.total - want)) / got.tokens < LOSS_TOL
+    assert abs(float(passes - want)) / got.tokens < LOSS_TOL
+    _close_grads(got_grads, want_grads)
+    _close_grads(pass_grads, want_grads)
+    with torch.no_grad():
+        coconut = batch_loss(LatentRunner(model), seqs, pad_id=0)
+    assert abs(float(coconut.total - got.total)) > 1e-3  # a different function from fed-back states
+
+
+def test_pause_control_feeds_one_learned_vector_never_the_hidden_state(g3):
+    """At every thought position, in training and at inference, the first decoder layer sees the
+    pause token's embedding: the same vector for every thought and every prompt."""
+    from latent_gemma_cli.engine import run_prefix_batch
+
+    model = g3.model
+    runner = LatentRunner(model)
+    runner.pause_id = PAUSE
+    pause = model.get_input_embeddings()(torch.tensor([PAUSE])).detach()[0]
+    seen = []
+    hook = model.base_model.layers[0].register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append((args[0] if args else kwargs["hidden_states"]).detach().clone()),
+        with_kwargs=True,
+    )
+    finals = []
+    out_hook = model.base_model.register_forward_hook(lambda m, a, out: finals.append(out.last_hidden_state[:, -1]))
+    try:
+        with torch.no_grad():
+            prompts = [g3.tokenizer("Is Tom a lempus?")["input_ids"], g3.tokenizer("Every cat is a dog.")["input_ids"]]
+            prefix = run_prefix_batch(runner, prompts, "coconut", 3, _markers(g3.tokenizer), "pause")
+            inference = seen[1:4]  # thoughts 1..3 follow the prefill, one position each
+            for x in inference:
+                assert torch.equal(x[0, -1], pause) and torch.equal(x[1, -1], pause)
+            assert not torch.allclose(inference[0][0, -1], finals[0][0])  # not the fed-back state
+            assert torch.equal(prefix.thought_inputs, pause.expand(2, 3, -1))
+            seen.clear()
+            seq = _seq(g3, "Is Tom a lempus?", 2)  # 4 thoughts
+            batch_loss(runner, [seq], pad_id=0, feedback="pause")
+            start = len(seq.prompt)
+            thoughts = seen[0][0, start : start + seq.num_thoughts]
+            assert torch.equal(thoughts, pause.expand(seq.num_thoughts, -1))
+    finally:
+        hook.remove()
+        out_hook.remove()
 
 
 def test_embed_norm_target_follows_the_embedding_while_it_trains(g3):
@@ -552,6 +637,36 @@ def test_cli_train_records_the_feedback_transform(tiny_gemma3, tmp_path):
     assert load_model(str(out), device="cpu").spec.feedback == "embed_norm"
     bad = CliRunner().invoke(app, args + ["--out", str(tmp_path / "other"), "--feedback", "double"])
     assert bad.exit_code == 2 and "--feedback" in bad.stderr
+
+
+def test_cli_trains_the_pause_control_and_asks_with_it(tiny_gemma3, tmp_path):
+    """`--feedback pause`: a <pause> token whose embedding trains (LoRA marks it trainable), recorded
+    with the model; `ask --mode coconut` then runs the same number of thought positions."""
+    train = _write_jsonl(tmp_path / "train.jsonl", _rows(4))
+    out = tmp_path / "pause"
+    args = ["train", "--model", str(tiny_gemma3), "--data", str(train), "--out", str(out), "--stages", "1"]
+    args += ["--steps-per-stage", "2", "--batch-size", "2", "--device", "cpu", "--max-length", "128", "-q"]
+    args += ["--feedback", "pause", "--lora", "--lr", "0.01"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    trained = load_model(str(out), device="cpu")
+    spec = trained.spec
+    assert (spec.feedback, spec.pause) == ("pause", "<pause>")
+    assert len({spec.bot, spec.eot, spec.pause}) == 3
+    pause_id = trained.tokenizer.convert_tokens_to_ids("<pause>")
+    base = load_model(str(tiny_gemma3), device="cpu")
+    emb = trained.model.get_input_embeddings().weight
+    mean_init = base.model.get_input_embeddings().weight.mean(dim=0)  # new rows start at the mean
+    assert pause_id >= base.model.get_input_embeddings().weight.shape[0]
+    assert not torch.allclose(emb[pause_id], mean_init, atol=1e-4)  # it was learned
+    asked = CliRunner().invoke(
+        app,
+        ["ask", "--model", str(out), "--mode", "coconut", "--max-new-tokens", "3", "--device", "cpu", "--json", "Tom?"],
+    )
+    assert asked.exit_code == 0, asked.output
+    data = json.loads(asked.stdout)
+    latent = data["model"]["latent"]
+    assert data["num_thoughts"] == 1 and (latent["feedback"], latent["pause"]) == ("pause", "<pause>")
 
 
 def test_cli_bad_records_fail_or_skip(tiny_gemma2, tmp_path):

@@ -145,7 +145,13 @@ def _model_identity(data: dict, loaded) -> None:
         eos_token_ids=sorted(eos_token_ids(loaded.model, loaded.tokenizer)),
         latent=None
         if spec is None
-        else {"bot": spec.bot, "eot": spec.eot, "feedback": spec.feedback, "num_thoughts": spec.num_thoughts},
+        else {
+            "bot": spec.bot,
+            "eot": spec.eot,
+            "feedback": spec.feedback,
+            "num_thoughts": spec.num_thoughts,
+            **({"pause": spec.pause} if spec.pause is not None else {}),
+        },
     )
 
 

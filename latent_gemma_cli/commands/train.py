@@ -77,14 +77,21 @@ def train(
     mix_prob: Annotated[
         float,
         typer.Option(
-            "--mix-prob", help="Per-row probability of training at another, earlier stage (the paper's mixing)."
+            "--mix-prob", help="Per-row probability of training at another stage (the paper's mixing; see --mix-from)."
         ),
     ] = 0.0,
+    mix_from: Annotated[
+        str,
+        typer.Option(
+            "--mix-from",
+            help="Where a mixed row's stage is drawn from: earlier (the other stages reached so far) | any (the reference code's: 0 to the row's step count, later stages included, in every stage).",
+        ),
+    ] = "earlier",
     feedback: Annotated[
         str,
         typer.Option(
             "--feedback",
-            help="How a thought's last hidden state becomes the next input: identity (the paper's) | embed_norm (rescaled to the mean token-embedding norm). Recorded with the model.",
+            help="How a thought's last hidden state becomes the next input: identity (the paper's) | embed_norm (rescaled to the mean token-embedding norm) | pause (the paper's pause-as-thought control: every thought position gets one fixed learned <pause> embedding instead, same curriculum). Recorded with the model.",
         ),
     ] = "identity",
     lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).")] = 1e-4,
@@ -155,12 +162,14 @@ def train(
     """Train a model for `--mode coconut` with the COCONUT curriculum (see the long help)."""
     from ..errors import UsageError
     from ..latent_spec import FEEDBACKS
+    from ..training.curriculum import MIX_FROM
 
     choices = {
         "--on-bad-record": (on_bad_record, ("skip", "fail")),
         "--precision": (precision, ("auto", "no", "bf16")),
         "--device": (device, ("auto", "cpu", "cuda")),
         "--feedback": (feedback, FEEDBACKS),
+        "--mix-from": (mix_from, MIX_FROM),
         "--save-dtype": (save_dtype, ("float32", "bfloat16")),
     }
     for flag, (value, allowed) in choices.items():
@@ -234,6 +243,7 @@ def train(
             steps_per_stage=steps_per_stage,
             final_epochs=final_epochs,
             mix_prob=mix_prob,
+            mix_from=mix_from,
         ),
         lr=lr,
         weight_decay=weight_decay,

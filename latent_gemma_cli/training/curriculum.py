@@ -15,10 +15,15 @@ Stages, with N = max stage and c = thoughts per step:
 The paper's optional "paths" refinement stage is not implemented: confidence comes from
 CoT-decoding at inference (method.md section 3) on the model this curriculum trains.
 
-Stage mixing (the paper's "mix data from other stages"): with probability `mix_prob` an
-example is trained at a stage drawn uniformly from the other stages reached so far
-(0..current), decided by a generator seeded from (seed, stage, step, example index), so a
-resumed run draws the same stages.
+Stage mixing (the paper's "mix data from other stages"), with probability `mix_prob` per
+example, decided by a generator seeded from (seed, stage, step, example index), so a resumed run
+draws the same stages:
+
+* `mix_from="earlier"` (lgemma's default): a stage drawn uniformly from the other stages reached
+  so far (0..current - 1); stage 0 never mixes;
+* `mix_from="any"` (the reference implementation's `uniform_prob`): a stage drawn uniformly from
+  0..len(steps) of that example, later stages included, in every stage (stage 0 too); a draw
+  past N is the final all-latent layout.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 from ..answers import format_target
 
 IGNORE = -100
+MIX_FROM = ("earlier", "any")
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class Curriculum:
     # Epochs (or steps, with steps_per_stage) of the final all-latent stage N + 1; 0 skips it.
     final_epochs: int | None = None
     mix_prob: float = 0.0
+    mix_from: str = "earlier"
 
     def validate(self) -> None:
         if self.max_stage < 0:
@@ -54,6 +61,8 @@ class Curriculum:
             raise ValueError("epochs per stage must be 1 or more")
         if not 0.0 <= self.mix_prob < 1.0:
             raise ValueError("stage mixing probability must be in [0, 1)")
+        if self.mix_from not in MIX_FROM:
+            raise ValueError(f"stage mixing draws from {' or '.join(MIX_FROM)}, not {self.mix_from!r}")
 
     @property
     def final_stage(self) -> int:
@@ -80,7 +89,10 @@ class Curriculum:
         return self.max_stage * self.thoughts_per_step
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["mix_from"] == "earlier":  # absent at its default: checkpoints from before it still resume
+            del data["mix_from"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -103,13 +115,16 @@ def plan(steps: list[str], stage: int, curriculum: Curriculum) -> StagePlan:
     return StagePlan(stage, removed, s * curriculum.thoughts_per_step, True, tuple(steps[removed:]))
 
 
-def mixed_stage(stage: int, seed: int, step: int, index: int, curriculum: Curriculum) -> int:
-    """The stage an example trains at: `stage`, or with probability mix_prob another stage <= it."""
-    if curriculum.mix_prob <= 0 or stage == 0:
+def mixed_stage(stage: int, seed: int, step: int, index: int, curriculum: Curriculum, num_steps: int = 0) -> int:
+    """The stage an example with `num_steps` steps trains at: `stage`, or with probability
+    mix_prob one drawn as `curriculum.mix_from` says (see the module docstring)."""
+    if curriculum.mix_prob <= 0 or (stage == 0 and curriculum.mix_from == "earlier"):
         return stage
     rng = random.Random(f"{seed}:{stage}:{step}:{index}")
     if rng.random() >= curriculum.mix_prob:
         return stage
+    if curriculum.mix_from == "any":
+        return min(rng.randrange(num_steps + 1), curriculum.final_stage)
     return rng.choice([s for s in range(stage + 1) if s != stage])
 
 

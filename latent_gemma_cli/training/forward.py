@@ -17,6 +17,11 @@ keys/values, so the loss back-propagates through every thought into the prompt.
 Stage 0 (no markers, no thoughts) is one pass over prompt + target, the prompts left-padded and
 the targets right-padded.
 
+The pause-token control (`feedback="pause"`) feeds every thought position the pause token's
+embedding: its inputs do not depend on any hidden state, so the n + 1 passes collapse to one pass
+over prompt + <bot> + n pause tokens + <eot> + target (`pause_loss`; tests compare it with the
+n + 1-pass loss and gradients).
+
 The loss is the sum of token cross-entropies over target tokens (remaining steps, answer,
 <eos>) plus the count, so callers can average over all target tokens of a batch regardless of
 padding or grouping.
@@ -135,6 +140,18 @@ def _hidden(runner: LatentRunner, embeds, mask, positions, cache) -> torch.Tenso
     return out.last_hidden_state[:, -1, :]
 
 
+def pause_loss(runner: LatentRunner, seqs: list[TrainSequence], pad_id: int) -> LossSum:
+    """`latent_loss` with the pause feedback, as one pass: each thought position is the pause
+    token itself (its embedding is the constant fed back), so the sequence is plain tokens."""
+    if runner.pause_id is None:
+        raise ValueError("the pause feedback needs the pause token's id (LatentRunner.pause_id)")
+    flat = [
+        TrainSequence(s.prompt + [runner.pause_id] * s.num_thoughts, 0, s.tail, s.tail_labels, False, s.stage)
+        for s in seqs
+    ]
+    return language_loss(runner, flat, pad_id)
+
+
 def batch_loss(runner: LatentRunner, seqs: list[TrainSequence], pad_id: int, feedback: str = "identity") -> LossSum:
     """Summed target-token loss of a batch, one padded forward per thought count."""
     groups: dict[tuple[int, bool], list[TrainSequence]] = {}
@@ -142,7 +159,12 @@ def batch_loss(runner: LatentRunner, seqs: list[TrainSequence], pad_id: int, fee
         groups.setdefault(s.key(), []).append(s)
     total, tokens = None, 0
     for (n, markers), group in sorted(groups.items()):
-        part = latent_loss(runner, group, pad_id, feedback) if markers else language_loss(runner, group, pad_id)
+        if not markers:
+            part = language_loss(runner, group, pad_id)
+        elif feedback == "pause":
+            part = pause_loss(runner, group, pad_id)
+        else:
+            part = latent_loss(runner, group, pad_id, feedback)
         total = part.total if total is None else total + part.total
         tokens += part.tokens
     return LossSum(total, tokens)
@@ -151,12 +173,20 @@ def batch_loss(runner: LatentRunner, seqs: list[TrainSequence], pad_id: int, fee
 class LatentLossModule(torch.nn.Module):
     """The whole n + 1-pass loss as one module call, so DDP sees one forward per backward."""
 
-    def __init__(self, model: torch.nn.Module, hf_model: torch.nn.Module, pad_id: int, feedback: str = "identity"):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        hf_model: torch.nn.Module,
+        pad_id: int,
+        feedback: str = "identity",
+        pause_id: int | None = None,
+    ):
         super().__init__()
         self.model = model  # what holds the trainable parameters (a PeftModel with LoRA)
         self.pad_id = pad_id
         self.feedback = feedback
         self._runner = [LatentRunner(hf_model)]  # a list keeps it out of the module tree
+        self._runner[0].pause_id = pause_id
 
     def forward(self, seqs: list[TrainSequence]) -> tuple[torch.Tensor, torch.Tensor]:
         out = batch_loss(self._runner[0], seqs, self.pad_id, self.feedback)

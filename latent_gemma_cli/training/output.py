@@ -74,6 +74,7 @@ def latent_spec(trainer: Any):
         num_thoughts=cur.inference_thoughts,
         mode="coconut",
         feedback=cfg.feedback,
+        pause=trainer.markers[2] if len(trainer.markers) > 2 else None,
         base_model=cfg.model,
         curriculum=curriculum,
         training_data_sha256=trainer.data.sha256,

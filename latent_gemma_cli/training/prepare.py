@@ -21,8 +21,9 @@ import torch
 
 from ..errors import UsageError
 
-GEMMA_MARKERS = ("<unused0>", "<unused1>")
-NEW_MARKERS = ("<bot>", "<eot>")
+# <bot>, <eot> and, for the pause-token control (`--feedback pause`), <pause>.
+GEMMA_MARKERS = ("<unused0>", "<unused1>", "<unused2>")
+NEW_MARKERS = ("<bot>", "<eot>", "<pause>")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -42,24 +43,27 @@ def _token_id(tokenizer: Any, token: str) -> int | None:
     return int(tid)
 
 
-def setup_markers(model: Any, tokenizer: Any) -> tuple[tuple[str, str], tuple[int, int], bool]:
-    """Pick (or add) the marker tokens. Returns (strings, ids, whether the vocabulary grew)."""
-    ids = [_token_id(tokenizer, t) for t in GEMMA_MARKERS]
+def setup_markers(model: Any, tokenizer: Any, count: int = 2) -> tuple[tuple[str, ...], tuple[int, ...], bool]:
+    """Pick (or add) the first `count` marker tokens (<bot>, <eot>, and <pause> with 3).
+
+    Returns (strings, ids, whether the vocabulary grew)."""
+    ids = [_token_id(tokenizer, t) for t in GEMMA_MARKERS[:count]]
     if all(i is not None for i in ids):
-        return GEMMA_MARKERS, (ids[0], ids[1]), False
-    tokenizer.add_special_tokens({"additional_special_tokens": list(NEW_MARKERS)})
+        return GEMMA_MARKERS[:count], tuple(ids), False
+    wanted = list(NEW_MARKERS[:count])
+    tokenizer.add_special_tokens({"additional_special_tokens": wanted})
     embedding = model.get_input_embeddings()
     old = embedding.weight.shape[0]
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     with torch.no_grad():
         weight = model.get_input_embeddings().weight
         weight[old:] = weight[:old].mean(dim=0, keepdim=True)
-    new_ids = tuple(int(tokenizer.convert_tokens_to_ids(t)) for t in NEW_MARKERS)
-    return NEW_MARKERS, new_ids, True
+    new_ids = tuple(int(tokenizer.convert_tokens_to_ids(t)) for t in wanted)
+    return tuple(wanted), new_ids, True
 
 
-def apply_lora(model: Any, marker_ids: tuple[int, int], settings: LoraSettings) -> Any:
-    """Wrap the model with LoRA adapters and trainable marker embeddings."""
+def apply_lora(model: Any, marker_ids: tuple[int, ...], settings: LoraSettings) -> Any:
+    """Wrap the model with LoRA adapters and trainable marker embeddings (the pause token's too)."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:  # pragma: no cover - peft is an optional extra

@@ -98,6 +98,7 @@ class TrainConfig:
         )
         data = asdict(self)
         out = {k: data[k] for k in keep}
+        out["curriculum"] = self.curriculum.to_dict()
         if self.bucket_by_length:  # absent when off, so checkpoints from before the flag still match
             out["bucket_by_length"] = True
         return out
@@ -154,7 +155,9 @@ class Trainer:
         loaded = load_model(cfg.model, device="cpu", dtype="float32")
         self.base_path = loaded.path
         model, self.tokenizer = loaded.model, loaded.tokenizer
-        self.markers, self.marker_ids, self.resized = setup_markers(model, self.tokenizer)
+        # The pause-token control needs a third marker, <pause>, whose embedding trains.
+        count = 3 if cfg.feedback == "pause" else 2
+        self.markers, self.marker_ids, self.resized = setup_markers(model, self.tokenizer, count)
         if cfg.lora is not None:
             model = apply_lora(model, self.marker_ids, cfg.lora)
         self.model = model
@@ -180,9 +183,15 @@ class Trainer:
                 else data_mod.read(cfg.valid, cfg.data_format, cfg.direction)
             )
             self.valid = vds.examples[: cfg.valid_limit]
-        self.loss_module = self.accelerator.prepare(LatentLossModule(self.model, self.hf, self.pad_id, cfg.feedback))
+        self.loss_module = self.accelerator.prepare(
+            LatentLossModule(self.model, self.hf, self.pad_id, cfg.feedback, self.pause_id)
+        )
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
+
+    @property
+    def pause_id(self) -> int | None:
+        return self.marker_ids[2] if len(self.marker_ids) > 2 else None
 
     def _new_optimizer(self):
         import torch
@@ -242,7 +251,12 @@ class Trainer:
                     self.data.sequence(
                         i,
                         mixed_stage(
-                            stage, cfg.seed, global_step, m * unit + self.rank * cfg.batch_size + k, cfg.curriculum
+                            stage,
+                            cfg.seed,
+                            global_step,
+                            m * unit + self.rank * cfg.batch_size + k,
+                            cfg.curriculum,
+                            len(self.data.examples[i].steps or []),
                         ),
                         cfg.curriculum,
                         self.tokenizer,

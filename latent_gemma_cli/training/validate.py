@@ -28,6 +28,7 @@ def validate(trainer: Any, stage: int) -> dict:
         thoughts_per_step=cur.thoughts_per_step,
         num_thoughts=n,
         feedback=cfg.feedback,
+        pause=trainer.markers[2] if len(trainer.markers) > 2 else None,
     )
     model = trainer.hf
     was = model.training
