@@ -57,6 +57,10 @@ def test_stage_schedule_three_steps():
     # --stages 0 is the language stage alone (chain of thought as text), no all-latent stage.
     assert Curriculum(max_stage=0).stages() == [0]
     assert Curriculum(max_stage=0, final_epochs=2).stages() == [0]
+    # --first-stage 1: a CoT-trained base skips the language stage.
+    assert Curriculum(max_stage=2, first_stage=1).stages() == [1, 2, 3]
+    with pytest.raises(ValueError, match="first stage"):
+        Curriculum(max_stage=2, first_stage=3).validate()
 
 
 def test_stage_mixing_is_deterministic_and_earlier():
@@ -637,6 +641,10 @@ def test_cli_train_records_the_feedback_transform(tiny_gemma3, tmp_path):
     assert load_model(str(out), device="cpu").spec.feedback == "embed_norm"
     bad = CliRunner().invoke(app, args + ["--out", str(tmp_path / "other"), "--feedback", "double"])
     assert bad.exit_code == 2 and "--feedback" in bad.stderr
+    for flag, value in (("--first-stage", "2"), ("--mix-from", "later")):
+        bad = CliRunner().invoke(app, args + ["--out", str(tmp_path / "other"), flag, value])
+        assert bad.exit_code == 2 and flag in bad.stderr, bad.output
+    assert not (tmp_path / "other").exists()
 
 
 def test_cli_trains_the_pause_control_and_asks_with_it(tiny_gemma3, tmp_path):
@@ -646,9 +654,11 @@ def test_cli_trains_the_pause_control_and_asks_with_it(tiny_gemma3, tmp_path):
     out = tmp_path / "pause"
     args = ["train", "--model", str(tiny_gemma3), "--data", str(train), "--out", str(out), "--stages", "1"]
     args += ["--steps-per-stage", "2", "--batch-size", "2", "--device", "cpu", "--max-length", "128", "-q"]
-    args += ["--feedback", "pause", "--lora", "--lr", "0.01"]
+    args += ["--feedback", "pause", "--lora", "--lr", "0.01", "--first-stage", "1"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
+    ends = [json.loads(x) for x in (out / "metrics.jsonl").read_text().split("\n") if '"stage_end"' in x]
+    assert [e["stage"] for e in ends] == [1, 2]  # --first-stage 1: no language stage
     trained = load_model(str(out), device="cpu")
     spec = trained.spec
     assert (spec.feedback, spec.pause) == ("pause", "<pause>")

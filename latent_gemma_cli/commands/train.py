@@ -74,6 +74,13 @@ def train(
             help="Length of the final all-latent stage N+1 (epochs, or steps with --steps-per-stage); 0 skips it. [default: as other stages]",
         ),
     ] = None,
+    first_stage: Annotated[
+        int,
+        typer.Option(
+            "--first-stage",
+            help="Start the curriculum at this stage: 1 skips the language stage when --model is already a CoT-trained model (the paper's GSM8k recipe).",
+        ),
+    ] = 0,
     mix_prob: Annotated[
         float,
         typer.Option(
@@ -187,6 +194,8 @@ def train(
         raise UsageError("--stages must be 0 or more and each stage at least 1 epoch or step")
     if not 0 <= mix_prob < 1:
         raise UsageError("--mix-prob must be in [0, 1)")
+    if not 0 <= first_stage <= stages:
+        raise UsageError(f"--first-stage {first_stage} is not valid: use 0 to --stages ({stages})")
     import math
 
     # Checked here, before the model loads and before --out is created: AdamW would only refuse
@@ -244,6 +253,7 @@ def train(
             final_epochs=final_epochs,
             mix_prob=mix_prob,
             mix_from=mix_from,
+            first_stage=first_stage,
         ),
         lr=lr,
         weight_decay=weight_decay,

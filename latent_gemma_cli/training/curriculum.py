@@ -51,6 +51,9 @@ class Curriculum:
     final_epochs: int | None = None
     mix_prob: float = 0.0
     mix_from: str = "earlier"
+    # Start the schedule here: 1 skips the language stage when the base model is already a CoT
+    # model (the paper's GSM8k recipe starts COCONUT from its CoT checkpoint).
+    first_stage: int = 0
 
     def validate(self) -> None:
         if self.max_stage < 0:
@@ -61,6 +64,8 @@ class Curriculum:
             raise ValueError("epochs per stage must be 1 or more")
         if not 0.0 <= self.mix_prob < 1.0:
             raise ValueError("stage mixing probability must be in [0, 1)")
+        if not 0 <= self.first_stage <= self.max_stage:
+            raise ValueError(f"the first stage must be between 0 and the max stage {self.max_stage}")
         if self.mix_from not in MIX_FROM:
             raise ValueError(f"stage mixing draws from {' or '.join(MIX_FROM)}, not {self.mix_from!r}")
 
@@ -76,7 +81,7 @@ class Curriculum:
         """
         final = self.epochs_per_stage if self.final_epochs is None else self.final_epochs
         with_final = self.max_stage > 0 and final > 0
-        return list(range(self.max_stage + 1)) + ([self.final_stage] if with_final else [])
+        return list(range(self.first_stage, self.max_stage + 1)) + ([self.final_stage] if with_final else [])
 
     def stage_length(self, stage: int) -> int:
         """Epochs (or steps, with steps_per_stage) of a stage."""
@@ -90,8 +95,9 @@ class Curriculum:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if data["mix_from"] == "earlier":  # absent at its default: checkpoints from before it still resume
-            del data["mix_from"]
+        for key, default in (("mix_from", "earlier"), ("first_stage", 0)):
+            if data[key] == default:  # absent at its default: checkpoints from before it still resume
+                del data[key]
         return data
 
 
