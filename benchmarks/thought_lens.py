@@ -7,6 +7,9 @@ model's LM head. With steps written as concepts (`lgemma synth --steps concepts`
 input should name the j-th concept on the gold chain if the model walks the chain in latent space,
 as the paper's analysis of ProsQA thoughts found (continuous thoughts encode the frontier nodes).
 
+With a subword vocabulary (Gemma's) a concept is several tokens; a thought "names" it when its
+top-1 token is the concept's first token (with or without a leading space).
+
 Prints, per thought, how often the top-1 token is the gold concept at that step or a gold concept
 of another step (and how many steps ahead or behind), and how often every thought names the gold
 chain in order (at the same step, or one step ahead: a model that already makes one hop while
@@ -56,27 +59,46 @@ def main(argv: list[str] | None = None) -> int:
     offsets: list[dict[int, int]] = [{} for _ in range(n)]
     whole = {0: 0, 1: 0}  # every thought names the gold concept d steps ahead of it
     decoded: dict[str, bool] = {}  # id -> the chain decodes (at either offset)
+    if spec.feedback == "pause":
+        runner.pause_id = runner.token_ids(tok, spec.pause)
+
+    def firsts(concept: str) -> set[int]:
+        """The ids a concept's text can start with (with and without a leading space): with a
+        subword vocabulary a thought "names" a concept when its top-1 token begins it."""
+        out = set()
+        for text in (concept, " " + concept):
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            if ids:
+                out.add(ids[0])
+        return out
+
+    ambiguous = 0  # problems whose gold concepts share a first token (a hit could be either)
     with torch.inference_mode():
         for row in rows:
             prefix = run_prefix_batch(runner, [prompt_ids(tok, row["question"])], "coconut", n, markers, spec.feedback)
             top = model.get_output_embeddings()(prefix.thought_inputs[0]).argmax(-1).tolist()
-            words = [tok.convert_ids_to_tokens(t) for t in top]
             gold = row["steps"]
-            hits = [j < len(gold) and words[j] == gold[j] for j in range(n)]
+            starts = [firsts(c) for c in gold]
+            ambiguous += any(starts[a] & starts[b] for a in range(len(gold)) for b in range(a + 1, len(gold)))
+            named = [[k for k in range(len(gold)) if top[j] in starts[k]] for j in range(n)]
+            hits = [j < len(gold) and j in named[j] for j in range(n)]
             for j in range(n):
                 exact[j] += hits[j]
-                elsewhere[j] += (not hits[j]) and words[j] in gold
-                if words[j] in gold:
-                    k = gold.index(words[j]) - j
+                elsewhere[j] += (not hits[j]) and bool(named[j])
+                if named[j] and not hits[j]:
+                    k = named[j][0] - j
                     offsets[j][k] = offsets[j].get(k, 0) + 1
             chain = False
             for d in whole:
-                ok = all(words[j] == gold[j + d] for j in range(n) if j + d < len(gold))
+                ok = all(j + d in named[j] for j in range(n) if j + d < len(gold))
                 whole[d] += ok
                 chain = chain or ok
             decoded[str(row.get("id"))] = chain
     total = len(rows)
     print(f"{args.model}: {total} problems, {n} thoughts, feedback {spec.feedback}")
+    print(
+        f"(a thought names a concept when its top-1 token is the concept's first token; {ambiguous} problems have gold concepts sharing one)"
+    )
     print(
         "| thought | top-1 = gold concept at this step | top-1 = a gold concept of another step | steps ahead (+) or behind (-): count |"
     )
