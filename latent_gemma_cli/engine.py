@@ -97,12 +97,30 @@ class LatentPrefix:
     stream: "Stream | None" = None
 
 
+def plain_module(module: Any) -> Any:
+    """The module a wrapper (peft's trainable-token or LoRA layers) wraps, else the module itself.
+
+    Reading `.weight` of peft's `TrainableTokensWrapper` builds the merged matrix, a copy of the
+    whole embedding (262k x 640 for Gemma 3) per read: the device, dtype and vocabulary size are
+    read from the wrapped module instead (profiled: validation during LoRA training spent most of
+    its time copying the embedding for `runner.device`)."""
+    while True:
+        modules = module.__dict__.get("_modules") or {}
+        # peft keeps the wrapped module as `base_layer` (LoRA, trainable tokens) and, in its
+        # trainable-token wrapper, inside `token_adapter` (`original_module` may be None there)
+        inner = modules.get("original_module") or modules.get("token_adapter") or modules.get("base_layer")
+        if inner is None:
+            return module
+        module = inner
+
+
 class LatentRunner:
     """Adapter over a Hugging Face causal LM that takes `inputs_embeds` and a cache."""
 
     def __init__(self, model: Any):
         self.model = model
         self.embedding = model.get_input_embeddings()
+        self._plain_embedding = plain_module(self.embedding)
         self.backbone = model.base_model  # decoder without LM head: hidden states after the final norm
         params = inspect.signature(model.forward).parameters
         # transformers 5.x renamed the forward's `past_key_values` to `cache`.
@@ -115,11 +133,11 @@ class LatentRunner:
 
     @property
     def device(self) -> torch.device:
-        return self.embedding.weight.device
+        return self._plain_embedding.weight.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.embedding.weight.dtype
+        return self._plain_embedding.weight.dtype
 
     def new_cache(self):
         from transformers import DynamicCache
@@ -153,7 +171,7 @@ class LatentRunner:
             # The target norm is a constant (no gradient). While the embedding trains it is
             # recomputed every call, so training and inference see the same rule; otherwise
             # it is computed once (a pass over the whole table, GBs for Gemma).
-            training = torch.is_grad_enabled() and self.embedding.weight.requires_grad
+            training = torch.is_grad_enabled() and any(p.requires_grad for p in self.embedding.parameters())
             target = None if training else self._mean_embed_norm
             if target is None:
                 with torch.no_grad():  # a 0-d tensor on the device: no host sync per thought
@@ -434,7 +452,7 @@ def generate_batch(
     settings.validate()
     settings = for_model(settings, spec)
     runner = runner or LatentRunner(model)
-    head = model.get_output_embeddings()
+    head = plain_module(model.get_output_embeddings())
     vocab = head.out_features if hasattr(head, "out_features") else head.weight.shape[0]
     if settings.paths > vocab:
         raise UsageError(

@@ -787,3 +787,33 @@ def test_two_process_launch_matches_one_process(tiny_gemma2, tmp_path):
     assert max(float((a[k] - base[k]).abs().max()) for k in a) > 1e-3
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
     assert LatentSpec.load(tmp_path / "two").curriculum["processes"] == 2
+
+
+def test_generation_on_a_lora_model_never_builds_the_merged_embedding(tiny_gemma3, monkeypatch):
+    """Validation during LoRA training decodes through peft's trainable-token wrappers: reading
+    their `.weight` copies the whole embedding matrix, so the engine must never do it per step."""
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    from latent_gemma_cli import engine
+
+    loaded = load_model(str(tiny_gemma3), device="cpu", dtype="float32")
+    ids = _markers(loaded.tokenizer)
+    model = apply_lora(loaded.model, ids, LoraSettings(r=2, alpha=4))
+    hf = model.get_base_model()
+    calls = []
+    original = TrainableTokensLayer.get_merged_weights
+    monkeypatch.setattr(
+        TrainableTokensLayer, "get_merged_weights", lambda self, *a: calls.append(1) or original(self, *a)
+    )
+    spec = LatentSpec(num_thoughts=2)
+    prompt = prompt_ids(loaded.tokenizer, "Is Tom a lempus?")
+    with torch.no_grad():
+        gen = engine.Engine(hf, loaded.tokenizer, spec).generate(
+            prompt, engine.Settings(mode="coconut", max_new_tokens=4)
+        )
+    assert gen.paths[0].num_tokens >= 1
+    assert calls == []
+    runner = engine.LatentRunner(hf)
+    assert (runner.device, runner.dtype) == (torch.device("cpu"), torch.float32) and calls == []
+    hf.get_input_embeddings().weight  # what the engine avoids: the wrapper merges on every read
+    assert calls == [1]
