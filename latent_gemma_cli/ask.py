@@ -121,12 +121,30 @@ def ask(
     answer_language: str | None = None,
     *,
     on_token: Any = None,
+    system: str | None = None,
 ) -> AskResult:
     """Answer `question` with the loaded model; in the input language unless one is named.
-    `on_token(path, token_id)` sees each answer token as it is decoded (for streaming)."""
+    `on_token(path, token_id)` sees each answer token as it is decoded (for streaming); a
+    `system` text (a server's system message) replaces the answer-language instruction."""
     input_language = language.detect(question)
-    system = prompting.answer_instruction(loaded.tokenizer, answer_language, input_language.code)
+    if system is None:
+        system = prompting.answer_instruction(loaded.tokenizer, answer_language, input_language.code)
     ids = prompting.prompt_ids(loaded.tokenizer, question, system=system)
+    return ask_ids(loaded, question, ids, settings, answer_language, on_token=on_token, input_language=input_language)
+
+
+def ask_ids(
+    loaded: LoadedModel,
+    question: str,
+    ids: list[int],
+    settings: engine.Settings,
+    answer_language: str | None = None,
+    *,
+    on_token: Any = None,
+    input_language: Language | None = None,
+) -> AskResult:
+    """`ask` on a prompt already made into token ids (a conversation, a raw completion)."""
+    input_language = input_language or language.detect(question)
     gen = loaded.engine.generate(ids, settings, on_token=on_token)
     return AskResult(
         question=question,
@@ -146,4 +164,24 @@ def ask(
         load_seconds=loaded.load_seconds,
         quantize=loaded.placement.quantize,
         quantize_reason=loaded.placement.quantize_reason,
+    )
+
+
+def model_identity(data: dict, loaded: LoadedModel) -> None:
+    """What `ask --json` adds so the record alone says which weights and token ids the run used."""
+    from .fingerprint import weights_fingerprint
+
+    spec = loaded.spec
+    data["model"].update(
+        weights_sha256=weights_fingerprint(loaded.path),
+        eos_token_ids=sorted(engine.eos_token_ids(loaded.model, loaded.tokenizer)),
+        latent=None
+        if spec is None
+        else {
+            "bot": spec.bot,
+            "eot": spec.eot,
+            "feedback": spec.feedback,
+            "num_thoughts": spec.num_thoughts,
+            **({"pause": spec.pause} if spec.pause is not None else {}),
+        },
     )

@@ -31,16 +31,18 @@ class Conversation:
     def reset(self) -> None:
         self.messages.clear()
 
-    def prompt_ids(self, message: str) -> list[int]:
-        """Token ids of the prompt that asks for the answer to `message` after the history."""
+    def prompt_ids(self, message: str, system: str | None = None) -> list[int]:
+        """Token ids of the prompt that asks for the answer to `message` after the history; a
+        `system` text (the server's system message) replaces the answer-language instruction."""
         from .language import detect
 
         turns = [*self.messages, {"role": USER, "content": message}]
         # As in `ask`: `/lang` if set, else the first message's language decides the instruction.
         first = turns[0]["content"]
-        system = answer_instruction(
-            self.tokenizer, self.answer_language, "" if self.answer_language else detect(first).code
-        )
+        if system is None:
+            system = answer_instruction(
+                self.tokenizer, self.answer_language, "" if self.answer_language else detect(first).code
+            )
         if system:  # Gemma's template has no system role: the instruction joins the first user turn
             turns[0] = {"role": USER, "content": f"{system}\n\n{turns[0]['content']}"}
         if self.templated:

@@ -21,6 +21,7 @@ from .commands import doctor as _doctor
 from .commands import download as _download
 from .commands import eval as _eval
 from .commands import logs as _logs
+from .commands import serve as _serve
 from .commands import synth as _synth
 from .commands import train as _train
 from .commands import translate as _translate
@@ -84,6 +85,7 @@ app.command("synth")(guarded(_synth.synth))
 app.add_typer(_config.build_config_app(guarded), name="config")
 app.command("doctor")(guarded(_doctor.doctor))
 app.add_typer(_logs.build_logs_app(guarded), name="logs")
+app.command("serve")(guarded(_serve.serve))
 
 
 def _terminate(signum, frame) -> None:

@@ -76,6 +76,15 @@ def _bool(value: Any) -> bool:
     raise ValueError("must be true or false")
 
 
+def _server_url(value: Any) -> str | None:
+    text = str(value).strip()
+    if text.lower() in ("", "none", "local"):
+        return None
+    if not text.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL (or none)")
+    return text.rstrip("/")
+
+
 @dataclass(frozen=True)
 class Key:
     default: Any
@@ -95,6 +104,7 @@ KEYS: dict[str, Key] = {
     "temperature": Key(0.0, _float_range(0.0, 100.0), "sampling temperature (0 = greedy)"),
     "top_p": Key(1.0, _float_range(0.0, 1.0), "nucleus sampling mass"),
     "show_thoughts": Key(False, _bool, "show each thought's top tokens under the LM head (ask)"),
+    "server": Key(None, _server_url, "an `lgemma serve` URL that ask and translate use (unset: run locally)"),
 }
 
 

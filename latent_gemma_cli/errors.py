@@ -3,7 +3,8 @@
 Exit codes follow the project's command-line conventions:
 0 success, 1 runtime error, 2 usage error, 3 model not available locally,
 4 authentication or licence needed, 5 network unreachable, 6 disk full,
-7 model or revision not found on the hub, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+7 model or revision not found on the hub, 8 lgemma server unreachable or busy (--server),
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ EXIT_AUTH = 4
 EXIT_NETWORK = 5
 EXIT_DISK_FULL = 6
 EXIT_REMOTE_NOT_FOUND = 7
+EXIT_SERVER = 8
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells report for a terminated process
 
@@ -26,7 +28,8 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells report for a terminated proc
 EXIT_CODES_HELP = (
     "Exit codes: 0 success, 1 runtime error (e.g. a corrupt file), 2 usage error or bad input, "
     "3 model not available locally, 4 authentication or licence needed, 5 network unreachable, "
-    "6 disk full, 7 model or revision not found on the hub, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."
+    "6 disk full, 7 model or revision not found on the hub, 8 lgemma server unreachable or busy (--server), "
+    "130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."
 )
 
 # Credentials a URL may carry (`https://user:password@host/`), and Hugging Face access tokens.
@@ -118,6 +121,12 @@ class RemoteNotFoundError(LgemmaError):
     """The hub has no such repository or revision (or it is private and no token was given)."""
 
     exit_code = EXIT_REMOTE_NOT_FOUND
+
+
+class ServerUnreachableError(LgemmaError):
+    """The `lgemma serve` a command was told to use cannot be reached (or is too busy)."""
+
+    exit_code = EXIT_SERVER
 
 
 def from_os_error(exc: OSError) -> LgemmaError | None:

@@ -77,3 +77,11 @@ ShowThoughtsOpt = Annotated[
     ),
 ]
 NoLogOpt = Annotated[bool, typer.Option("--no-log", help="Do not record this run in the run log (`lgemma logs`).")]
+ServerOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--server",
+        help="Run on this `lgemma serve` (e.g. http://127.0.0.1:8642) instead of loading the model here; "
+        "never falls back to a local run. [default: config `server` / LGEMMA_SERVER, unset: local]",
+    ),
+]

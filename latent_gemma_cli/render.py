@@ -150,6 +150,11 @@ def ask_trace_rows(data: dict) -> list[tuple[str, str]]:
     t = data["timings"]
     rows = [
         ("model", f"{data['model']['reference']} ({data['model']['architecture']})"),
+        *(
+            [("server", f"{srv['url']} (queue {srv['queue_wait_s']:.2f}s, model load {srv['model_load_s']:.2f}s)")]
+            if (srv := data.get("server"))
+            else []
+        ),
         (
             "languages",
             f"input {inp['code']} p={inp['probability']:.2f}, output {out['code']} p={out['probability']:.2f}{mismatch}",

@@ -19,6 +19,7 @@ from ..options import (
     QuantizeOpt,
     QuietOpt,
     SeedOpt,
+    ServerOpt,
     ShowThoughtsOpt,
     SoftTopPOpt,
     StreamOpt,
@@ -65,6 +66,7 @@ def ask(
         ),
     ] = None,
     stream: StreamOpt = True,
+    server: ServerOpt = None,
     no_log: NoLogOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -72,7 +74,6 @@ def ask(
 ) -> None:
     """Answer a question with latent reasoning. The answer goes to stdout, the trace to stderr."""
     from .. import config
-    from ..ask import ask as run_ask
     from ..errors import UsageError
     from ..inputs import question_from
     from ..prompting import compose_question
@@ -107,6 +108,21 @@ def ask(
             lens_top=5 if config.resolve("show_thoughts", show_thoughts, model) else 0,
             **({"soft_top_p": soft_top_p} if soft_top_p is not None else {}),
         )
+    server = config.resolve("server", server)
+    if server:
+        local_only = {
+            "--device": device,
+            "--dtype": dtype,
+            "--quantize": quantize,
+            "--allow-pickle": allow_pickle or None,
+        }
+        given = [flag for flag, value in local_only.items() if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} apply to a local run; the server decides them (lgemma serve)")
+        return _ask_server(server, out, text, model, settings, lang, stream, json_out, no_log)
+    from ..ask import ask as run_ask
+    from ..ask import model_identity
+
     loaded = load(model, device, dtype, allow_pickle=allow_pickle, quantize=quantize, many_answers=False)
     if replay is not None and rec_weights:
         from ..fingerprint import weights_fingerprint
@@ -120,8 +136,9 @@ def ask(
     printer = TokenStream(loaded.tokenizer) if streaming else None
     result = run_ask(loaded, text, settings, answer_language=lang, on_token=printer)
     data = result.to_dict()
+    data["server"] = None  # where it ran: here (an `ask --server` run names the server)
     if json_out:
-        _model_identity(data, loaded)
+        model_identity(data, loaded)
     if not no_log:
         _log(out, data)
     if json_out:
@@ -134,25 +151,53 @@ def ask(
         out.result(result.answer)
 
 
-def _model_identity(data: dict, loaded) -> None:
-    """What --json adds so the record alone says which weights and token ids the run used."""
-    from ..engine import eos_token_ids
-    from ..fingerprint import weights_fingerprint
+def _ask_server(server: str, out, text: str, model: str, settings, lang, stream: bool, json_out: bool, no_log: bool):
+    """`ask` through `lgemma serve`: the same request fields, the same output (stdout, --json,
+    trace), with the server named in the trace and the JSON."""
+    import sys
 
-    spec = loaded.spec
-    data["model"].update(
-        weights_sha256=weights_fingerprint(loaded.path),
-        eos_token_ids=sorted(eos_token_ids(loaded.model, loaded.tokenizer)),
-        latent=None
-        if spec is None
-        else {
-            "bot": spec.bot,
-            "eot": spec.eot,
-            "feedback": spec.feedback,
-            "num_thoughts": spec.num_thoughts,
-            **({"pause": spec.pause} if spec.pause is not None else {}),
+    from .. import client
+    from ..render import ask_trace_rows
+
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": settings.max_new_tokens,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "seed": settings.seed,
+        "n": settings.paths,
+        "lgemma": {
+            "mode": settings.mode,
+            "thoughts": settings.num_thoughts,
+            "soft_top_p": settings.soft_top_p,
+            "lens": settings.lens_top,
+            "lang": lang,
         },
-    )
+    }
+    streaming = stream and not json_out and settings.paths == 1
+    printed: list[str] = []
+
+    def show(delta: str) -> None:
+        sys.stdout.write(delta)
+        sys.stdout.flush()
+        printed.append(delta)
+
+    data = client.chat(server, body, on_delta=show if streaming else None)
+    data["server"] = {"url": server, **(data.get("server") or {})}
+    if not no_log:
+        _log(out, data)
+    if json_out:
+        out.json(data)
+        return
+    if streaming:  # the rest of the answer, as TokenStream.finish does locally
+        done = "".join(printed)
+        answer = data["answer"]
+        sys.stdout.write((answer[len(done) :] if answer.startswith(done) else "\n" + answer) + "\n")
+        sys.stdout.flush()
+    out.trace_rows("lgemma ask", ask_trace_rows(data), data["paths"], data["chosen_path"])
+    if not streaming:
+        out.result(data["answer"])
 
 
 def _recorded(path: str):
