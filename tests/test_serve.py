@@ -380,3 +380,19 @@ def test_serve_refuses_bad_flags_before_loading(tiny_gemma3):
     ):
         code, _, err = _cli(["serve", "-m", str(tiny_gemma3), *args], {})
         assert code == 2 and needle in err
+
+
+def test_translate_through_the_server_prints_what_a_local_run_prints(server, tiny_gemma3, tmp_path):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("猫が好きです。\n\n```\ncode stays\n```\n犬も好きです。\n", encoding="utf-8")
+    base = ["translate", "--model", str(tiny_gemma3), "--to", "en", "--mode", "off", "--no-log", str(doc)]
+    code, local_out, _ = _cli(base + ["--device", "cpu"], {})
+    code2, remote_out, remote_err = _cli(base + ["--server", server.url], {})
+    assert code == code2 == 0, remote_err
+    assert remote_out == local_out and "code stays" in remote_out
+    assert f"on {server.url}" in remote_err
+    out_file = tmp_path / "out.txt"
+    assert _cli(base + ["--server", server.url, "-o", str(out_file)], {})[0] == 0
+    assert out_file.read_text(encoding="utf-8") == local_out
+    code, _, err = _cli(base + ["--server", "http://127.0.0.1:9", "-o", str(tmp_path / "never.txt")], {})
+    assert code == 8 and not (tmp_path / "never.txt").exists()

@@ -23,6 +23,7 @@ from ..options import (
     QuantizeOpt,
     QuietOpt,
     SeedOpt,
+    ServerOpt,
     TempOpt,
     ThoughtsOpt,
     TopPOpt,
@@ -141,6 +142,7 @@ def translate(
     quiet: QuietOpt = False,
     trace: TraceOpt = True,
     no_log: NoLogOpt = False,
+    server: ServerOpt = None,
 ) -> None:
     """Translate Japanese <-> English, keeping paragraphs, blank lines, code blocks and URLs.
 
@@ -148,11 +150,10 @@ def translate(
     skipped; the others are still translated, and the exit code is that of the first failure.
     """
     from .. import config
-    from ..errors import InputError
+    from ..errors import InputError, UsageError
     from ..files import atomic_write
     from ..render import Output
     from ..settings import build_settings, for_model
-    from ..translation import plan, resolve_languages, with_length_rule
     from ._shared import load
 
     out = Output(quiet=quiet, show_trace=trace and not json_out)
@@ -181,62 +182,61 @@ def translate(
             or bool(os.environ.get("LGEMMA_MAX_NEW_TOKENS"))
             or "max_new_tokens" in config.read_file_values()
         )
-        loaded = load(model, device, dtype, quantize=quantize)
-        settings = for_model(settings, loaded.spec)  # `auto` resolved, a seed drawn when sampling
+        server = config.resolve("server", server)
+        if server:
+            local_only = {"--device": device, "--dtype": dtype, "--quantize": quantize}
+            given = [flag for flag, value in local_only.items() if value is not None]
+            if given:
+                raise UsageError(f"{', '.join(given)} apply to a local run; the server decides them (lgemma serve)")
+            loaded = None
+            reference = config.resolve("model", model)
+        else:
+            from ..translation import plan, resolve_languages, with_length_rule
+
+            loaded = load(model, device, dtype, quantize=quantize)
+            settings = for_model(settings, loaded.spec)  # `auto` resolved, a seed drawn when sampling
+            reference = loaded.reference
         good_targets = [t for t, (_, _, e) in zip(targets or [None] * len(inputs), inputs) if e is None]
         for number, ((name, text), target_path) in enumerate(zip(good, good_targets)):
-            src, tgt, detected = resolve_languages(text, source, to)
-            segments = plan(loaded, text, tgt, max_chunk_tokens)
-            settings = with_length_rule(settings, loaded.tokenizer, segments, max_new_tokens_set=max_new_tokens_set)
             label = "<stdin>" if name == "-" else name
-            if out.show_trace:
+            if server:
+                lines, src, tgt, detected, chunks, used = _remote(
+                    server, reference, text, source, to, settings, max_new_tokens_set, max_chunk_tokens, batch_size
+                )
+            else:
+                src, tgt, detected = resolve_languages(text, source, to)
+                segments = plan(loaded, text, tgt, max_chunk_tokens)
+                used = with_length_rule(settings, loaded.tokenizer, segments, max_new_tokens_set=max_new_tokens_set)
                 chunks = sum(len(s.chunks) for s in segments)
+                lines = _local_lines(loaded, segments, src, tgt, used, batch_size, label)
+            if out.show_trace:
+                where = f" on {server}" if server else ""
                 out.info(
-                    f"{label}: {src} -> {tgt} (detected {detected.code}, p={detected.probability:.2f}), {chunks} chunks"
+                    f"{label}: {src} -> {tgt} (detected {detected.code}, p={detected.probability:.2f}), {chunks} chunks{where}"
                 )
             if output is None:
                 if headers and several:
                     out.result(f"{'' if number == 0 else chr(10)}==> {label} <==")
                 began = time.perf_counter()
-                translated = _run_file(
-                    loaded,
-                    segments,
-                    src,
-                    tgt,
-                    settings,
-                    out=out,
-                    label=label,
-                    sink=sys.stdout,
-                    json_out=json_out,
-                    to_stdout=True,
-                    batch_size=batch_size,
+                translated = _write_lines(
+                    lines, chunks, out=out, label=label, sink=sys.stdout, json_out=json_out, to_stdout=True
                 )
             else:
                 began = time.perf_counter()
                 with atomic_write(target_path) as handle:
-                    translated = _run_file(
-                        loaded,
-                        segments,
-                        src,
-                        tgt,
-                        settings,
-                        out=out,
-                        label=label,
-                        sink=handle,
-                        json_out=json_out,
-                        to_stdout=False,
-                        batch_size=batch_size,
+                    translated = _write_lines(
+                        lines, chunks, out=out, label=label, sink=handle, json_out=json_out, to_stdout=False
                     )
             if not no_log:
                 from ..runlog import record
 
                 warning = record(
                     "translate",
-                    model=loaded.reference,
-                    mode=settings.mode,
+                    model=reference,
+                    mode=used.mode,
                     input_text=text,
                     output=translated,
-                    seed=settings.seed,
+                    seed=used.seed,
                     seconds=time.perf_counter() - began,
                     settings={
                         "from": src,
@@ -253,28 +253,64 @@ def translate(
         raise typer.Exit(failures[0][1].exit_code if isinstance(failures[0][1], InputError) else 1)
 
 
-def _run_file(
-    loaded, segments, src, tgt, settings, *, out, label, sink, json_out: bool, to_stdout: bool, batch_size: int
-) -> str:
+def _local_lines(loaded, segments, src, tgt, settings, batch_size: int, label: str):
+    """(line text, chunk dicts) of each translated line, as the engine finishes them."""
     from ..translation import translate_segments
 
-    total = sum(len(s.chunks) for s in segments)
+    for line in translate_segments(loaded, segments, src, tgt, settings, batch_size=batch_size):
+        yield line.text, [c.to_dict(label) for c in line.chunks]
+
+
+def _remote(server, model, text, source, to, settings, length_set: bool, max_chunk_tokens, batch_size: int):
+    """The same translation on `lgemma serve` (its /v1/lgemma/translate runs translate's rules)."""
+    from types import SimpleNamespace
+
+    from .. import client
+
+    body = {
+        "model": model,
+        "text": text,
+        "from": source,
+        "to": to,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "seed": settings.seed,
+        "n": settings.paths,
+        "batch_size": batch_size,
+        "lgemma": {"mode": settings.mode, "thoughts": settings.num_thoughts},
+    }
+    if length_set:
+        body["max_tokens"] = settings.max_new_tokens
+    if max_chunk_tokens:
+        body["max_chunk_tokens"] = max_chunk_tokens
+    data = client.translate(server, body)
+    by_line: dict[int, list[dict]] = {}
+    for chunk in data["chunks"]:
+        by_line.setdefault(chunk["line"], []).append(chunk)
+    lines = [(t, by_line.get(i, [])) for i, t in enumerate(data["lines"])]
+    detected = SimpleNamespace(**data["detected"])
+    used = SimpleNamespace(mode=data["mode"], seed=data["seed"])
+    return lines, data["from"], data["to"], detected, len(data["chunks"]), used
+
+
+def _write_lines(lines, total: int, *, out, label, sink, json_out: bool, to_stdout: bool) -> str:
     written: list[str] = []
     with out.progress() as progress:
         task = progress.add_task(f"translating {label}", total=total) if total > 3 else None
-        for line in translate_segments(loaded, segments, src, tgt, settings, batch_size=batch_size):
-            written.append(line.text)
+        for text, chunks in lines:
+            written.append(text)
             if not (json_out and to_stdout):
-                sink.write(line.text + "\n")
+                sink.write(text + "\n")
                 sink.flush()
-            for chunk in line.chunks:
+            for chunk in chunks:
                 if json_out:
-                    out.json(chunk.to_dict(label))
+                    out.json({**chunk, "file": label})
                 if out.show_trace:
-                    ok = "ok" if chunk.language_ok else f"MISMATCH (got {chunk.output_language.code})"
+                    got = chunk["output_language"]["code"]
+                    ok = "ok" if chunk["language_ok"] else f"MISMATCH (got {got})"
                     out.info(
-                        f"  line {chunk.line + 1}.{chunk.chunk}: source {chunk.source_language.code} "
-                        f"p={chunk.source_language.probability:.2f}, output {ok}, confidence {chunk.confidence:.3f}, {chunk.seconds:.2f}s"
+                        f"  line {chunk['line'] + 1}.{chunk['chunk']}: source {chunk['source_language']['code']} "
+                        f"p={chunk['source_language']['probability']:.2f}, output {ok}, confidence {chunk['confidence']:.3f}, {chunk['seconds']:.2f}s"
                     )
                 if task is not None:
                     progress.advance(task)
