@@ -52,7 +52,7 @@ QuantizeOpt = Annotated[
     typer.Option(
         "--quantize",
         help="auto | none | int8 | int4: CPU weight quantization of every linear layer and the LM head. "
-        "[default: auto: int8 on the CPU in chat, translate and eval for fp32 models with 50M+ linear "
+        "[default: auto: int8 on the CPU in chat, translate, eval and serve for fp32 models with 50M+ linear "
         "parameters; none in ask, where quantizing at load costs more than one answer saves]",
     ),
 ]

@@ -157,7 +157,7 @@ def _default_loader(config: ServerConfig):
                 device=lg_config.resolve("device", config.device, name),
                 dtype=lg_config.resolve("dtype", config.dtype, name),
                 quantize=lg_config.resolve("quantize", config.quantize, name),
-                many_answers=False,
+                many_answers=True,  # a server answers many times: quantize by the same rule as chat
             )
         except LgemmaError as exc:
             status = 404 if exc.exit_code in (3, 7) else 500

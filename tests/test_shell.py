@@ -405,7 +405,7 @@ def test_doctor_json_shape(models_in_place):
     found = data["devices"]["found"]
     assert found[0]["device"] == "cpu" and found[0]["auto_dtype"] == "float32"
     assert set(found[0]) == {"device", "name", "auto_dtype", "auto_quantize"}
-    assert found[0]["auto_quantize"].startswith(("int8 in chat, translate and eval", "none ("))
+    assert found[0]["auto_quantize"].startswith(("int8 in chat, translate, eval and serve", "none ("))
     assert all(set(d) == {"device", "name", "auto_dtype"} for d in found[1:])
     assert (len(found) > 1) == (torch.cuda.is_available() or torch.backends.mps.is_available())
     assert set(data["devices"]["auto"]) == {"device", "device_reason", "dtype", "dtype_reason"}

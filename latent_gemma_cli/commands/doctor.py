@@ -48,7 +48,7 @@ def devices() -> dict[str, Any]:
     cpu_quantize = (
         f"none ({missing})"
         if missing
-        else f"{AUTO_SCHEME} in chat, translate and eval for fp32 models with "
+        else f"{AUTO_SCHEME} in chat, translate, eval and serve for fp32 models with "
         f"{AUTO_MIN_PARAMETERS // 1_000_000}M+ linear parameters (none in ask)"
     )
     found = [

@@ -107,7 +107,7 @@ def serve(
                 device=lg_config.resolve("device", device, default),
                 dtype=lg_config.resolve("dtype", dtype, default),
                 quantize=lg_config.resolve("quantize", quantize, default),
-                many_answers=False,
+                many_answers=True,  # a server answers many times: quantize by the same rule as chat
             )
         finally:
             app.state.pool.release(slot)
