@@ -23,6 +23,7 @@ EXIT_REMOTE_NOT_FOUND = 7
 EXIT_SERVER = 8
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells report for a terminated process
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away (`| head`), nothing printed
 
 # The one text of the exit codes, for every command's --help.
 EXIT_CODES_HELP = (

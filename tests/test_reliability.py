@@ -780,3 +780,20 @@ def test_a_password_with_an_at_sign_is_masked_whole():
 
     shown = one_line("cannot reach https://user:p@ss@hub.example/x")
     assert "p@ss" not in shown and "ss@" not in shown and "https://***@hub.example/x" in shown
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`lgemma synth | head -1`: the reader goes away; no `unexpected BrokenPipeError` line."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        f"{sys.executable} -m latent_gemma_cli synth --n 3000 --lang both | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "LGEMMA_HOME": str(tmp_path)},
+    )
+    assert proc.stdout.count("\n") == 1 and '"question"' in proc.stdout
+    assert proc.stderr == ""

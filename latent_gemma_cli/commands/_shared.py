@@ -13,7 +13,15 @@ from typing import Any, Callable
 
 import typer
 
-from ..errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_TERMINATED, LgemmaError, Terminated, from_os_error
+from ..errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_RUNTIME,
+    EXIT_TERMINATED,
+    LgemmaError,
+    Terminated,
+    from_os_error,
+)
 
 
 def guarded(func: Callable) -> Callable:
@@ -37,6 +45,14 @@ def guarded(func: Callable) -> Callable:
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
+        except BrokenPipeError:
+            # The reader went away (`lgemma synth | head`): nothing to report, as for any Unix
+            # filter; stdout is pointed at /dev/null so the exit flush cannot fail again.
+            import sys
+
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except OSError as exc:
             known = from_os_error(exc)
             if known is None:
