@@ -210,6 +210,17 @@ def train_seed(args, files: dict, seed_dir: Path, seed: int, ledger: Ledger) -> 
             shutil.rmtree(ckpt)  # the final model is what is kept; a checkpoint holds optimizer state too
 
 
+def register(name: str, model_dir: Path, out: Path) -> None:
+    """`lgemma download DIR --name NAME`: the user's path (`lgemma ask --model NAME`); a name taken
+    by another directory is reported and left alone."""
+    cmd = lgemma() + ["download", str(model_dir.resolve()), "--name", name, "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode == 0:
+        print(f"registered {model_dir} as {name!r}: lgemma ask --model {name} ...", flush=True)
+    else:
+        print(f"not registered as {name!r}: {proc.stderr.strip()}", flush=True)
+
+
 def eval_seed(args, files: dict, seed_dir: Path, ledger: Ledger) -> None:
     sets = {"test_en": (files["test_en"], None), "test_ja": (files["test_ja"], None)}
     if args.prosqa_limit:
@@ -344,6 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--quick", action="store_true", help="a smoke run: a few rows and steps")
     ap.add_argument("--table-only", action="store_true", help="print the tables of what --out holds, train nothing")
+    ap.add_argument(
+        "--register",
+        default="gemma-3-270m-coconut",
+        help="register the first seed's COCONUT model under this name ('' : do not)",
+    )
     ap.add_argument("--prosqa-dir", default=str(ROOT.parent / "shared" / "data" / "prosqa"))
     # data
     ap.add_argument("--data-seed", type=int, default=7)
@@ -437,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             seed_dir = out / f"seed-{seed}"
             train_seed(args, files, seed_dir, seed, ledger)
+            if seed == seeds[0] and args.register and finished(seed_dir / "models" / "coconut"):
+                register(args.register, seed_dir / "models" / "coconut", out)
             eval_seed(args, files, seed_dir, ledger)
     results = {
         "command": " ".join(["python", "benchmarks/real_coconut.py"] + (argv if argv is not None else sys.argv[1:])),
