@@ -21,6 +21,7 @@ CPU time in <out>/ledger.jsonl, summed across sittings):
    than the synthetic ones and its graphs need a search): No-CoT and CoT with `--modes off`,
    COCONUT and pause with `--modes coconut`; unquantized float32.
 4. the thought lens (benchmarks/thought_lens.py) of the COCONUT model on test_en and test_ja.
+   (each model is evaluated as soon as it is trained, so an interrupted sitting leaves results)
 5. one table per data set and seed, then mean and spread over the seeds: accuracy, generated
    tokens, forward passes after the prompt (thoughts counted) and seconds per example;
    everything in <out>/results.json.
@@ -190,24 +191,24 @@ def train_cmd(method: str, args, files: dict, base: str, out: Path, seed: int) -
     return cmd
 
 
-def train_seed(args, files: dict, seed_dir: Path, seed: int, ledger: Ledger) -> None:
+def run_seed(args, files: dict, seed_dir: Path, seed: int, ledger: Ledger, register_as: str | None) -> None:
+    """Each method trained, then evaluated at once (so an interrupted sitting leaves results)."""
     models = seed_dir / "models"
     order = [m for m in ("cot", "coconut", "pause", "nocot") if m in args.methods]
     for method in order:
         target = models / method
-        if finished(target):
-            continue
-        base = str(models / "cot") if method in ("coconut", "pause") else args.model
-        if method in ("coconut", "pause") and not finished(models / "cot"):
-            raise SystemExit(f"{method} starts from the CoT model: add cot to --methods")
-        ledger.run(
-            f"train-{method}",
-            train_cmd(method, args, files, base, target, seed),
-            seed_dir / "logs" / f"train-{method}.txt",
-        )
-        ckpt = target / "checkpoints"
-        if finished(target) and ckpt.is_dir():
-            shutil.rmtree(ckpt)  # the final model is what is kept; a checkpoint holds optimizer state too
+        if not finished(target):
+            base = str(models / "cot") if method in ("coconut", "pause") else args.model
+            if method in ("coconut", "pause") and not finished(models / "cot"):
+                raise SystemExit(f"{method} starts from the CoT model: add cot to --methods")
+            cmd = train_cmd(method, args, files, base, target, seed)
+            ledger.run(f"train-{method}", cmd, seed_dir / "logs" / f"train-{method}.txt")
+            ckpt = target / "checkpoints"
+            if finished(target) and ckpt.is_dir():
+                shutil.rmtree(ckpt)  # the final model is what is kept; a checkpoint holds optimizer state too
+        if method == "coconut" and register_as:
+            register(register_as, target, seed_dir)
+        eval_method(args, files, seed_dir, ledger, method)
 
 
 def register(name: str, model_dir: Path, out: Path) -> None:
@@ -221,36 +222,31 @@ def register(name: str, model_dir: Path, out: Path) -> None:
         print(f"not registered as {name!r}: {proc.stderr.strip()}", flush=True)
 
 
-def eval_seed(args, files: dict, seed_dir: Path, ledger: Ledger) -> None:
+def eval_method(args, files: dict, seed_dir: Path, ledger: Ledger, method: str) -> None:
     sets = {"test_en": (files["test_en"], None), "test_ja": (files["test_ja"], None)}
     if args.prosqa_limit:
         sets["prosqa"] = (str(Path(args.prosqa_dir) / "test.json"), args.prosqa_limit)
-    for method in args.methods:
-        for name, (path, limit) in sets.items():
-            report = seed_dir / "reports" / f"{method}-{name}.json"
-            if report.is_file():
-                continue
-            report.parent.mkdir(parents=True, exist_ok=True)
-            partial = report.with_suffix(".part")
-            cmd = lgemma() + ["eval", "--model", str(seed_dir / "models" / method), "--data", path]
-            cmd += ["--modes", MODES[method], "--device", "cpu", "--dtype", "float32", "--quantize", "none"]
-            cmd += ["--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.eval_batch_size)]
-            cmd += ["--json", "--out", str(partial), "--per-example", "-q"]
-            if limit:
-                cmd += ["--limit", str(limit)]
-            ledger.run(f"eval-{method}", cmd, seed_dir / "logs" / f"eval-{method}-{name}.txt")
-            partial.replace(report)
-    if "coconut" in args.methods:
+    for name, (path, limit) in sets.items():
+        report = seed_dir / "reports" / f"{method}-{name}.json"
+        if report.is_file():
+            continue
+        report.parent.mkdir(parents=True, exist_ok=True)
+        partial = report.with_suffix(".part")
+        cmd = lgemma() + ["eval", "--model", str(seed_dir / "models" / method), "--data", path]
+        cmd += ["--modes", MODES[method], "--device", "cpu", "--dtype", "float32", "--quantize", "none"]
+        cmd += ["--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.eval_batch_size)]
+        cmd += ["--json", "--out", str(partial), "--per-example", "-q"]
+        if limit:
+            cmd += ["--limit", str(limit)]
+        ledger.run(f"eval-{method}", cmd, seed_dir / "logs" / f"eval-{method}-{name}.txt")
+        partial.replace(report)
+    if method == "coconut":
         for lang in ("en", "ja"):
             lens = seed_dir / "reports" / f"lens-coconut-test_{lang}.txt"
             if lens.is_file():
                 continue
-            cmd = [
-                sys.executable,
-                str(ROOT / "benchmarks" / "thought_lens.py"),
-                "--model",
-                str(seed_dir / "models" / "coconut"),
-            ]
+            cmd = [sys.executable, str(ROOT / "benchmarks" / "thought_lens.py")]
+            cmd += ["--model", str(seed_dir / "models" / "coconut")]
             cmd += ["--data", files[f"test_{lang}"], "--limit", str(args.test_rows)]
             cmd += ["--report", str(seed_dir / "reports" / f"coconut-test_{lang}.json")]
             part = lens.with_suffix(".part")
@@ -452,10 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         files = make_data(args, out, ledger)
         for seed in seeds:
             seed_dir = out / f"seed-{seed}"
-            train_seed(args, files, seed_dir, seed, ledger)
-            if seed == seeds[0] and args.register and finished(seed_dir / "models" / "coconut"):
-                register(args.register, seed_dir / "models" / "coconut", out)
-            eval_seed(args, files, seed_dir, ledger)
+            run_seed(args, files, seed_dir, seed, ledger, args.register if seed == seeds[0] else None)
     results = {
         "command": " ".join(["python", "benchmarks/real_coconut.py"] + (argv if argv is not None else sys.argv[1:])),
         "settings": shape,
