@@ -94,6 +94,11 @@ class ModelPool:
             raise HTTPError(
                 404, f"model {name!r} is not served here (served: {', '.join(self.config.models)})", "not_found_error"
             )
+        if not self.config.models and name != self.config.default_model:
+            from .store import looks_like_path
+
+            if looks_like_path(name):  # a client must not make the server open any directory on its disk
+                raise HTTPError(404, f"model {name!r}: directories are served only when named with --model")
         return name
 
     def admit(self, name: str) -> Slot:

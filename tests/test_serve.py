@@ -396,3 +396,14 @@ def test_translate_through_the_server_prints_what_a_local_run_prints(server, tin
     assert out_file.read_text(encoding="utf-8") == local_out
     code, _, err = _cli(base + ["--server", "http://127.0.0.1:9", "-o", str(tmp_path / "never.txt")], {})
     assert code == 8 and not (tmp_path / "never.txt").exists()
+
+
+def test_a_server_without_model_flags_serves_names_not_paths(home):
+    from latent_gemma_cli.serve import HTTPError, ModelPool, ServerConfig
+
+    pool = ModelPool(ServerConfig(default_model="gemma-3-270m"), loader=lambda n: n)
+    assert pool.resolve(None) == "gemma-3-270m" and pool.resolve("my-model") == "my-model"
+    for path in ("/etc", "./models/x", "~/secret"):
+        with pytest.raises(HTTPError) as info:
+            pool.resolve(path)
+        assert info.value.status == 404 and "--model" in info.value.message
