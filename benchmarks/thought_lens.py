@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 out.add(ids[0])
         return out
 
+    tops: list[dict[int, int]] = [{} for _ in range(n)]  # top-1 token counts per thought
     ambiguous = 0  # problems whose gold concepts share a first token (a hit could be either)
     with torch.inference_mode():
         for row in rows:
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             starts = [firsts(c) for c in gold]
             ambiguous += any(starts[a] & starts[b] for a in range(len(gold)) for b in range(a + 1, len(gold)))
             named = [[k for k in range(len(gold)) if top[j] in starts[k]] for j in range(n)]
+            for j in range(n):
+                tops[j][top[j]] = tops[j].get(top[j], 0) + 1
             hits = [j < len(gold) and j in named[j] for j in range(n)]
             for j in range(n):
                 exact[j] += hits[j]
@@ -106,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     for j in range(n):
         shift = ", ".join(f"{k:+d}: {c}" for k, c in sorted(offsets[j].items()) if k)
         print(f"| {j + 1} | {100 * exact[j] / total:.1f}% | {100 * elsewhere[j] / total:.1f}% | {shift or '-'} |")
+    for j in range(n):
+        common = sorted(tops[j].items(), key=lambda kv: -kv[1])[:5]
+        shown = ", ".join(f"{tok.decode([t])!r} {c}" for t, c in common)
+        print(f"thought {j + 1}, most frequent top-1 tokens: {shown}")
     for d, count in whole.items():
         print(
             f"every thought j names gold concept j{'+' + str(d) if d else ''}: {100 * count / total:.1f}% of problems"
