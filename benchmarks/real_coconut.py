@@ -26,8 +26,8 @@ CPU time in <out>/ledger.jsonl, summed across sittings):
    tokens, forward passes after the prompt (thoughts counted) and seconds per example;
    everything in <out>/results.json.
 
-Forward passes after the prompt (as in benchmarks/reproduce_coconut.py): plain decoding runs a
-pass per generated token but the last; COCONUT and pause add one per thought and one for <eot>.
+Forward passes after the prompt (`forwards` of benchmarks/reproduce_coconut.py): plain decoding
+runs a pass per generated token but the last; COCONUT and pause add one per thought and one for <eot>.
 
 Interrupt it at any point and run the same command again: finished models and reports are
 reused, an unfinished training run continues from its last checkpoint (`--resume auto`,
@@ -53,6 +53,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from reproduce_coconut import forwards  # noqa: E402  (one rule for counting forward passes)
 
 METHODS = ("nocot", "cot", "coconut", "pause")
 LABELS = {"nocot": "No-CoT", "cot": "CoT", "coconut": "COCONUT", "pause": "Pause (control)"}
@@ -252,11 +255,6 @@ def eval_method(args, files: dict, seed_dir: Path, ledger: Ledger, method: str) 
             part = lens.with_suffix(".part")
             ledger.run("lens", cmd, seed_dir / "logs" / f"lens-{lang}.txt", stdout=part)
             part.replace(lens)
-
-
-def forwards(examples: list[dict], num_thoughts: int | None, mode: str) -> float:
-    latent = (num_thoughts or 0) + 1 if mode == "coconut" else 0
-    return sum(latent + e["num_tokens"] - 1 for e in examples) / len(examples)
 
 
 def collect(seed_dir: Path, methods: list[str]) -> dict:

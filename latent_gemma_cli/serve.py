@@ -150,20 +150,27 @@ class ModelPool:
         return gone
 
 
+def load_for_serving(name: str, config: ServerConfig) -> Any:
+    """Load a model as the server runs it (device, dtype and quantization by flag or config;
+    quantized by the rule for many answers). Raises the project's errors."""
+    from . import config as lg_config
+    from .loading import load_model
+
+    return load_model(
+        name,
+        device=lg_config.resolve("device", config.device, name),
+        dtype=lg_config.resolve("dtype", config.dtype, name),
+        quantize=lg_config.resolve("quantize", config.quantize, name),
+        many_answers=True,  # a server answers many times: quantize by the same rule as chat
+    )
+
+
 def _default_loader(config: ServerConfig):
     def load(name: str) -> Any:
-        from . import config as lg_config
         from .errors import LgemmaError
-        from .loading import load_model
 
         try:
-            return load_model(
-                name,
-                device=lg_config.resolve("device", config.device, name),
-                dtype=lg_config.resolve("dtype", config.dtype, name),
-                quantize=lg_config.resolve("quantize", config.quantize, name),
-                many_answers=True,  # a server answers many times: quantize by the same rule as chat
-            )
+            return load_for_serving(name, config)
         except LgemmaError as exc:
             status = 404 if exc.exit_code in (3, 7) else 500
             raise HTTPError(status, exc.message, "not_found_error" if status == 404 else "server_error") from None

@@ -77,7 +77,7 @@ def serve(
         raise UsageError(
             f"lgemma serve needs {exc.name}", hint="pip install 'uvicorn>=0.30' 'starlette>=0.40'"
         ) from None
-    from ..serve import ServerConfig, create_app
+    from ..serve import ServerConfig, create_app, load_for_serving
     from ._shared import quiet_libraries
 
     quiet_libraries()
@@ -97,18 +97,10 @@ def serve(
     )
     app = create_app(cfg)
     if preload:
-        from ..loading import load_model
-
         out.info(f"loading {default} ...")
         slot = app.state.pool.admit(default)
         try:
-            slot.loaded = load_model(
-                default,
-                device=lg_config.resolve("device", device, default),
-                dtype=lg_config.resolve("dtype", dtype, default),
-                quantize=lg_config.resolve("quantize", quantize, default),
-                many_answers=True,  # a server answers many times: quantize by the same rule as chat
-            )
+            slot.loaded = load_for_serving(default, cfg)
         finally:
             app.state.pool.release(slot)
     if host not in LOOPBACK and not api_key:
