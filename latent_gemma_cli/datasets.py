@@ -20,6 +20,13 @@ Formats (`FORMATS`; `fmt="auto"` detects them from the content, not the file nam
 * `jsquad`: one SQuAD v1.1 object `{"data": [{"title", "paragraphs": [{"context", "qas"}]}]}`;
   question = the context paragraph (its " [SEP] " turned into a line break) + "\\n\\n" +
   question; answer = the first reference; `references` keeps them all.
+* `squad`: the same content one question per row, `{"context", "question", "answers": {"text": [...]}}`,
+  as SQuAD-style sets are laid out on the Hugging Face hub.
+
+`--data hf:OWNER/NAME[/CONFIG][@REVISION][:SPLIT]` reads a hub dataset instead (hub_data.py), row
+by row through the same readers. `columns` renames a data set's columns to the keys above
+(`{"prompt": "question"}`); `filter_lang` drops translation rows whose texts are not in the
+languages they claim (`translation_claim`), counting them in `Dataset.filtered`.
 
 Bad records (invalid JSON, missing keys, wrong types, empty strings) become `Problem`s with
 file and line and are skipped, never dropped silently; `strict=True` raises `InputError` at the
@@ -35,12 +42,12 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .errors import InputError, UsageError
 from .language import JAPANESE_WIDE
 
-FORMATS = ("jsonl", "coconut", "instruction", "pairs", "jcommonsenseqa", "jsquad")
+FORMATS = ("jsonl", "coconut", "instruction", "pairs", "jcommonsenseqa", "jsquad", "squad")
 DIRECTIONS = ("ja-en", "en-ja", "both")
 TASKS = ("qa", "choice", "translate")
 
@@ -85,7 +92,9 @@ class Dataset:
     problems: list[Problem]
     path: str
     format: str
-    sha256: str  # of the file bytes
+    sha256: str  # of the file bytes (of the rows read, for a hub dataset)
+    filtered: int = 0  # rows dropped by filter_lang
+    source: dict | None = None  # a hub dataset: repository, config, revision, commit, split
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -181,6 +190,7 @@ class _Collector:
         self.limit = limit
         self.examples: list[Example] = []
         self.problems: list[Problem] = []
+        self.filtered = 0
 
     @property
     def full(self) -> bool:
@@ -309,7 +319,149 @@ def _from_jcommonsenseqa(record: dict) -> list[Example]:
     ]
 
 
-_LINE_READERS = {"jsonl": _from_qa, "instruction": _from_instruction, "jcommonsenseqa": _from_jcommonsenseqa}
+def _from_squad(record: dict) -> list[Example]:
+    answers = record.get("answers")
+    texts = answers.get("text") if isinstance(answers, dict) else None
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise _BadRecord("'answers' must be an object whose 'text' is a non-empty list of strings")
+    context = _text(record, "context").replace(" [SEP] ", "\n").strip()
+    refs = [t.strip() for t in texts]
+    return [
+        Example(
+            question=f"{context}\n\n{_text(record, 'question').strip()}",
+            answer=refs[0],
+            id=_ident(record, "id"),
+            references=refs,
+        )
+    ]
+
+
+_LINE_READERS = {
+    "jsonl": _from_qa,
+    "instruction": _from_instruction,
+    "jcommonsenseqa": _from_jcommonsenseqa,
+    "squad": _from_squad,
+}
+
+
+def record_reader(fmt: str, direction: str | None = None):
+    """The function that turns one record (a dict) of a row format into examples."""
+    if fmt == "pairs":
+        return _pair_reader(direction or "ja-en")
+    if fmt == "coconut":
+        return _from_qa
+    if fmt not in _LINE_READERS:
+        raise UsageError(
+            f"format {fmt!r} has no rows to read one by one", hint=f"use one of: {', '.join(_LINE_READERS)}"
+        )
+    return _LINE_READERS[fmt]
+
+
+def rename_columns(record: dict, columns: dict[str, str] | None) -> dict:
+    """`record` with its columns renamed by `columns` (data set column -> lgemma key)."""
+    if not columns:
+        return record
+    out = {k: v for k, v in record.items() if k not in columns}
+    for source, target in columns.items():
+        if source in record:
+            out[target] = record[source]
+    return out
+
+
+def parse_columns(spec: str | None) -> dict[str, str] | None:
+    """`--columns question=prompt,answer=response` -> {"prompt": "question", "response": "answer"}."""
+    if spec is None or not spec.strip():
+        return None
+    mapping: dict[str, str] = {}
+    for part in spec.split(","):
+        key, sep, column = (x.strip() for x in part.partition("="))
+        if not sep or not key or not column:
+            raise UsageError(
+                f"--columns: {part.strip()!r} is not KEY=COLUMN",
+                hint="for example --columns question=prompt,answer=response",
+            )
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise UsageError(f"--columns: {key!r} is not a field name", hint="fields: question, answer, steps, id, ...")
+        if column in mapping:
+            raise UsageError(f"--columns: column {column!r} is mapped twice")
+        mapping[column] = key
+    return mapping
+
+
+# --- --filter-lang: translation rows whose texts are not in the languages they claim -------------
+
+_JA_NAMES = {"日本語": "ja", "英語": "en", "japanese": "ja", "english": "en"}
+_CLAIMS = [
+    # 次の日本語を英語に翻訳してください / 以下の英文を日本語に訳して
+    re.compile(r"(?P<src>日本語|英語)(?:の文章|の文|文)?を(?:、)?(?P<tgt>日本語|英語)に(?:翻訳|訳)"),
+    re.compile(r"(?P<src>日本|英)文を(?P<tgt>日本|英)語に(?:翻訳|訳)"),
+    re.compile(
+        r"translate (?:the following |this )?(?P<src>japanese|english)\b.*?\b(?:in)?to (?P<tgt>japanese|english)"
+    ),
+]
+_SHORT_CLAIMS = {"英訳": ("ja", "en"), "和訳": ("en", "ja")}
+
+
+def translation_claim(instruction: str) -> tuple[str, str] | None:
+    """The (source, target) languages a translation instruction names, or None for other instructions."""
+    text = unicodedata.normalize("NFKC", instruction).casefold()
+    for pattern in _CLAIMS:
+        m = pattern.search(text)
+        if m:
+            src, tgt = m.group("src"), m.group("tgt")
+            src = _JA_NAMES.get(src, _JA_NAMES.get(src + "語", src))
+            tgt = _JA_NAMES.get(tgt, _JA_NAMES.get(tgt + "語", tgt))
+            return (src, tgt) if src != tgt else None
+    for word, claim in _SHORT_CLAIMS.items():
+        if word in text:
+            return claim
+    return None
+
+
+def _in_language(text: Any, lang: str) -> bool:
+    from .language import text_language
+
+    return isinstance(text, str) and text_language(text) == lang
+
+
+def language_ok(record: dict, fmt: str) -> bool:
+    """False when a translation record's texts are not in the languages it claims (--filter-lang)."""
+    if fmt == "pairs":
+        return _in_language(record.get("ja"), "ja") and _in_language(record.get("en"), "en")
+    if fmt == "instruction" and isinstance(record.get("instruction"), str):
+        claim = translation_claim(record["instruction"])
+        if claim is not None:
+            return _in_language(record.get("input"), claim[0]) and _in_language(record.get("output"), claim[1])
+    return True
+
+
+def read_records(
+    records: Iterable[tuple[int, Any]],
+    reader,
+    out: "_Collector",
+    fmt: str,
+    columns: dict[str, str] | None = None,
+    filter_lang: bool = False,
+    where: Callable[[int], tuple[int | None, str]] = lambda n: (n, ""),
+) -> None:
+    """Feed numbered records through `reader` into `out`: renamed, language-checked, problems kept.
+
+    `where(n)` gives the line to report and a prefix for the message ("row 17: " for a hub row)."""
+    for number, record in records:
+        if out.full:
+            return
+        line, prefix = where(number)
+        if not isinstance(record, dict):
+            out.problem(line, f"{prefix}expected a JSON object, got {type(record).__name__}")
+            continue
+        record = rename_columns(record, columns)
+        if filter_lang and not language_ok(record, fmt):
+            out.filtered += 1
+            continue
+        try:
+            out.add(reader(record), line)
+        except _BadRecord as exc:
+            out.problem(line, f"{prefix}{exc}")
 
 
 def text_lines(text: str) -> list[str]:
@@ -328,22 +480,20 @@ def _json_lines(text: str) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
-def _read_lines(text: str, reader, out: _Collector) -> None:
+def _parsed_lines(text: str, out: _Collector) -> Iterator[tuple[int, Any]]:
     for number, line in _json_lines(text):
         if out.full:
             return
         try:
-            record = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             out.problem(number, f"invalid JSON: {exc.msg} (column {exc.colno})")
-            continue
-        if not isinstance(record, dict):
-            out.problem(number, f"expected a JSON object, got {type(record).__name__}")
-            continue
-        try:
-            out.add(reader(record), number)
-        except _BadRecord as exc:
-            out.problem(number, str(exc))
+
+
+def _read_lines(
+    text: str, reader, out: _Collector, fmt: str = "jsonl", columns: dict | None = None, filter_lang: bool = False
+) -> None:
+    read_records(_parsed_lines(text, out), reader, out, fmt, columns, filter_lang)
 
 
 def _line_of(newlines: list[int], offset: int) -> int:
@@ -376,19 +526,16 @@ def _iter_json_list(text: str, path: str) -> Iterator[tuple[int, Any]]:
         pos = ws.match(text, pos + 1).end()
 
 
-def _read_coconut(text: str, out: _Collector) -> None:
+def _read_coconut(text: str, out: _Collector, columns: dict | None = None) -> None:
     newlines = [m.start() for m in re.finditer("\n", text)]
-    for index, (offset, record) in enumerate(_iter_json_list(text, out.path)):
-        if out.full:
-            return
-        line = _line_of(newlines, offset)
-        if not isinstance(record, dict):
-            out.problem(line, f"record {index}: expected a JSON object, got {type(record).__name__}")
-            continue
-        try:
-            out.add(_from_qa(record), line)
-        except _BadRecord as exc:
-            out.problem(line, f"record {index}: {exc}")
+    lines: dict[int, int] = {}
+
+    def numbered() -> Iterator[tuple[int, Any]]:
+        for index, (offset, record) in enumerate(_iter_json_list(text, out.path)):
+            lines[index] = _line_of(newlines, offset)
+            yield index, record
+
+    read_records(numbered(), _from_qa, out, "coconut", columns, where=lambda i: (lines[i], f"record {i}: "))
 
 
 def _read_jsquad(data: Any, out: _Collector) -> None:
@@ -478,21 +625,39 @@ def detect_format(text: str, path: str = "<data>") -> str:
             f"{path}: cannot tell the format: the first record is not a JSON object",
             hint=f"pass --format, one of: {', '.join(FORMATS)}",
         )
-    keys = set(record)
-    if "data" in keys and isinstance(record["data"], list):
+    if "data" in record and isinstance(record["data"], list):
         return "jsquad"
+    return record_format(record, path)
+
+
+def record_format(record: dict, path: str = "<data>") -> str:
+    """The row format a record's keys say (after any --columns renaming)."""
+    keys = set(record)
     if {"ja", "en"} <= keys:
         return "pairs"
     if {"instruction", "output"} <= keys:
         return "instruction"
     if "choice0" in keys and "label" in keys:
         return "jcommonsenseqa"
+    if {"context", "question", "answers"} <= keys:
+        return "squad"
     if {"question", "answer"} <= keys:
         return "jsonl"
     raise InputError(
         f"{path}: cannot tell the format from the keys of the first record ({', '.join(sorted(keys)) or 'none'})",
-        hint=f"pass --format, one of: {', '.join(FORMATS)}",
+        hint=f"pass --format, one of: {', '.join(FORMATS)}; or map columns with --columns question=COL,answer=COL",
     )
+
+
+@dataclass
+class DataOptions:
+    """How to read a data source beyond its format: column names, language filter, the hub."""
+
+    columns: dict[str, str] | None = None  # data set column -> lgemma key
+    filter_lang: bool = False
+    offline: bool = False  # hub datasets: the local cache only
+    token: str | None = None  # hub datasets: never printed
+    split: str | None = None  # hub datasets without ":SPLIT": the split to prefer ("train" for training)
 
 
 def read_dataset(
@@ -501,30 +666,51 @@ def read_dataset(
     direction: str | None = None,
     strict: bool = False,
     limit: int | None = None,
+    options: DataOptions | None = None,
 ) -> Dataset:
-    """Read a data file into examples (at most `limit`), reporting the records it skipped."""
-    p = Path(path).expanduser()
+    """Read a data file, or a hub dataset (`hf:...`), into examples (at most `limit`), reporting
+    the records it skipped."""
+    options = options or DataOptions()
     if fmt != "auto" and fmt not in FORMATS:
         raise UsageError(f"unknown data format {fmt!r}", hint=f"use auto or one of: {', '.join(FORMATS)}")
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")
+    from .hub_data import is_hub_ref
+
+    if is_hub_ref(path):
+        from .hub_data import read_hub_dataset
+
+        return read_hub_dataset(str(path), fmt, direction, strict, limit, options)
+    p = Path(path).expanduser()
     raw, text = _load_text(p)
     sha = hashlib.sha256(raw).hexdigest()
-    fmt = detect_format(text, str(p)) if fmt == "auto" else fmt
+    columns = options.columns
+    if fmt == "auto":
+        record = None
+        if columns and not text.lstrip().startswith("["):  # JSON Lines: detect on the renamed first record
+            first = next(_json_lines(text), None)
+            try:
+                record = json.loads(first[1]) if first else None
+            except json.JSONDecodeError:
+                record = None
+        if isinstance(record, dict):
+            fmt = record_format(rename_columns(record, columns), str(p))
+        else:
+            fmt = detect_format(text, str(p))
     out = _Collector(str(p), strict, limit)
     if fmt == "coconut":
-        _read_coconut(text, out)
+        _read_coconut(text, out, columns)
     elif fmt == "jsquad":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"{p}, line {exc.lineno}: invalid JSON: {exc.msg}") from None
         _read_jsquad(data, out)
-    elif fmt == "pairs":
-        _read_lines(text, _pair_reader(direction or "ja-en"), out)
     else:
-        _read_lines(text, _LINE_READERS[fmt], out)
-    return Dataset(examples=out.examples, problems=out.problems, path=str(p), format=fmt, sha256=sha)
+        _read_lines(text, record_reader(fmt, direction), out, fmt, columns, options.filter_lang)
+    return Dataset(
+        examples=out.examples, problems=out.problems, path=str(p), format=fmt, sha256=sha, filtered=out.filtered
+    )
 
 
 # --- predictions of another system -----------------------------------------------------------

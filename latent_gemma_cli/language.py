@@ -59,3 +59,27 @@ def detect(text: str) -> Language:
     except LangDetectException:
         return Language("unknown", 0.0)
     return Language(best.lang, round(float(best.prob), 4))
+
+
+_KANA = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def text_language(text: str) -> str:
+    """ "ja", "en" or another langdetect code, for checking which language a text is in.
+
+    Kana decide "ja" at once (no other language writes them); kanji without kana are "ja" unless
+    langdetect is sure of Chinese on 6+ characters; longer Latin-script text goes to langdetect; short Latin text, where langdetect
+    guesses, counts as "en"; text with no letters at all is "unknown"."""
+    if _KANA.search(text):
+        return "ja"
+    if has_japanese(text):  # kanji without kana: Japanese unless clearly Chinese
+        found = detect(text)
+        chinese = found.code.startswith("zh") and found.probability >= 0.9 and len(text.strip()) >= 6
+        return found.code if chinese else "ja"
+    if not _LATIN.search(text):
+        return "unknown"
+    if len(text.strip()) < 40:
+        return "en"
+    found = detect(text)
+    return "en" if found.code == "en" or found.probability < 0.9 else found.code

@@ -85,3 +85,25 @@ ServerOpt = Annotated[
         "never falls back to a local run. [default: config `server` / LGEMMA_SERVER, unset: local]",
     ),
 ]
+
+ColumnsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--columns",
+        help="Map the data's columns to lgemma's fields: KEY=COLUMN,... (e.g. question=prompt,answer=response).",
+    ),
+]
+FilterLangOpt = Annotated[
+    bool,
+    typer.Option(
+        "--filter-lang",
+        help="Drop translation rows whose source or target is not in the language the row claims (counted in the report).",
+    ),
+]
+DataOfflineOpt = Annotated[
+    bool,
+    typer.Option(
+        "--offline",
+        help="hf: datasets only from the local cache (`lgemma download --dataset`); also HF_HUB_OFFLINE=1.",
+    ),
+]

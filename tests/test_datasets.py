@@ -298,6 +298,7 @@ def test_detect_format_covers_every_format():
         "pairs": '{"id": "x", "ja": "猫", "en": "cat"}\n',
         "jcommonsenseqa": json.dumps(JCQA[0]) + "\n",
         "jsquad": json.dumps(JSQUAD, indent=2),
+        "squad": '{"id": "1", "context": "c", "question": "q", "answer_start": 0, "answers": {"text": ["a"]}}\n',
     }
     assert sorted(samples) == sorted(FORMATS)
     for fmt, text in samples.items():

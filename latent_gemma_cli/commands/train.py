@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..completion import complete_model
-from ..options import QuietOpt
+from ..options import ColumnsOpt, DataOfflineOpt, FilterLangOpt, QuietOpt
 
 TRAIN_HELP = """Train a model for `--mode coconut` with the COCONUT curriculum (Hao et al. 2024).
 
@@ -37,7 +37,12 @@ Ctrl-C saves a checkpoint and exits 130; continue with --resume auto.
 
 
 def train(
-    data: Annotated[str, typer.Option("--data", help="Training data file.")],
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data", help="Training data file, or a hub dataset hf:OWNER/NAME[/CONFIG][@REVISION][:SPLIT] (streamed)."
+        ),
+    ],
     out: Annotated[
         str, typer.Option("--out", "-o", help="Output directory (checkpoints, metrics.jsonl, final model).")
     ],
@@ -52,10 +57,18 @@ def train(
     ] = None,
     valid: Annotated[
         Optional[str],
-        typer.Option("--valid", help="Validation data: accuracy after each stage (never the training rows)."),
+        typer.Option(
+            "--valid", help="Validation data (a file or hf:...): accuracy after each stage (never the training rows)."
+        ),
     ] = None,
+    columns: ColumnsOpt = None,
+    filter_lang: FilterLangOpt = False,
+    offline: DataOfflineOpt = False,
     data_format: Annotated[
-        str, typer.Option("--format", help="auto | jsonl | coconut | instruction | pairs | jcommonsenseqa | jsquad.")
+        str,
+        typer.Option(
+            "--format", help="auto | jsonl | coconut | instruction | pairs | jcommonsenseqa | jsquad | squad."
+        ),
     ] = "auto",
     direction: Annotated[Optional[str], typer.Option("--direction", help="Pairs data: ja-en | en-ja | both.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use at most this many training rows.")] = None,
@@ -229,6 +242,7 @@ def train(
         raise UsageError(f"--seed {seed} is out of range: use 0 to 2**64-1")
 
     from .. import config as lg_config
+    from ..datasets import DataOptions, parse_columns
     from ..render import Output
     from ..training.curriculum import Curriculum
     from ..training.prepare import LoraSettings
@@ -240,6 +254,7 @@ def train(
     cfg = TrainConfig(
         model=lg_config.resolve("model", model),
         data=data,
+        data_options=DataOptions(columns=parse_columns(columns), filter_lang=filter_lang, offline=offline),
         out=out,
         valid=valid,
         data_format=data_format,
@@ -306,6 +321,8 @@ class _ProgressView:
             self.task = self.bar.add_task("training", total=event["total_steps"])
         elif kind == "problem":
             out.warn(f"bad record: {event['message']}")
+        elif kind == "filtered":
+            out.info(event["message"])
         elif kind == "resume":
             out.info(f"resuming from {event['path']} (step {event['step']}, stage {event['stage']})")
         elif kind == "stage_start":

@@ -63,11 +63,23 @@ def example_prompt(tokenizer: Any, example: Any) -> list[int]:
     return prompt_ids(tokenizer, example)
 
 
-def read(path: str, fmt: str = "auto", direction: str | None = None, limit: int | None = None):
-    """The datasets module's reader (kept behind one function so tests can pass examples directly)."""
-    from ..datasets import read_dataset
+def read(
+    path: str,
+    fmt: str = "auto",
+    direction: str | None = None,
+    limit: int | None = None,
+    options: Any = None,
+    split: str | None = None,
+):
+    """The datasets module's reader (kept behind one function so tests can pass examples directly).
 
-    return read_dataset(path, fmt=fmt, direction=direction, strict=False, limit=limit)
+    `split`: the split a hub dataset named without one is read from ("train", "validation")."""
+    from dataclasses import replace
+
+    from ..datasets import DataOptions, read_dataset
+
+    options = replace(options or DataOptions(), split=split)
+    return read_dataset(path, fmt=fmt, direction=direction, strict=False, limit=limit, options=options)
 
 
 def prepare(

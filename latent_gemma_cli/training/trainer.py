@@ -51,6 +51,8 @@ class TrainConfig:
     data_format: str = "auto"
     direction: str | None = None
     limit: int | None = None
+    # Columns, --filter-lang and hub access (datasets.DataOptions); None reads as before.
+    data_options: Any = None
     curriculum: Curriculum = field(default_factory=Curriculum)
     lr: float = 1e-4
     weight_decay: float = 0.01
@@ -171,8 +173,12 @@ class Trainer:
         dataset = (
             self._dataset
             if self._dataset is not None
-            else data_mod.read(cfg.data, cfg.data_format, cfg.direction, cfg.limit)
+            else data_mod.read(cfg.data, cfg.data_format, cfg.direction, cfg.limit, cfg.data_options, "train")
         )
+        if getattr(dataset, "filtered", 0):
+            self._emit(
+                event="filtered", rows=dataset.filtered, message=f"--filter-lang dropped {dataset.filtered} rows"
+            )
         report = lambda p: self._emit(event="problem", message=str(p))  # noqa: E731
         self.data = data_mod.prepare(dataset, self.tokenizer, cfg.curriculum, cfg.max_length, cfg.on_bad_record, report)
         self.valid = None
@@ -180,7 +186,7 @@ class Trainer:
             vds = (
                 self._valid_dataset
                 if self._valid_dataset is not None
-                else data_mod.read(cfg.valid, cfg.data_format, cfg.direction)
+                else data_mod.read(cfg.valid, cfg.data_format, cfg.direction, None, cfg.data_options, "validation")
             )
             self.valid = vds.examples[: cfg.valid_limit]
         self.loss_module = self.accelerator.prepare(
