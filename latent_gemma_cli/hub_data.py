@@ -232,27 +232,6 @@ def _chain_first(first: dict, rest: Iterator[dict]) -> Iterator[dict]:
 # --- `lgemma download --dataset` ---------------------------------------------------------------
 
 
-@dataclass
-class DatasetDownload:
-    repo: str
-    revision: str
-    commit: str
-    path: Path
-    files: list[str]
-    size_bytes: int
-    verified_files: int
-    unverified_files: list[str]
-    offline: bool
-    seconds: float
-
-    def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d["path"] = str(self.path)
-        d["name"] = f"hf:{self.repo}"
-        d["kind"] = "dataset"
-        return d
-
-
 def download_dataset(
     repo: str,
     revision: str | None = None,
@@ -260,11 +239,12 @@ def download_dataset(
     offline: bool = False,
     progress=None,
     endpoint: str | None = None,
-) -> DatasetDownload:
-    """Fetch a hub dataset's data files into the HF cache for offline use, and verify them."""
+) -> Any:
+    """Fetch a hub dataset's data files into the HF cache for offline use, and verify them
+    (a `download.DownloadResult` named `hf:OWNER/NAME`)."""
     from huggingface_hub import snapshot_download
 
-    from .download import _progress_bridge, check_token, hub_offline, verify_snapshot
+    from .download import DownloadResult, _progress_bridge, check_token, hub_offline, verify_snapshot
 
     ref = parse_ref(repo if repo.startswith(PREFIX) else PREFIX + repo)
     if ref.split or ref.config:
@@ -302,8 +282,11 @@ def download_dataset(
     if not files:
         raise LgemmaError(f"dataset {ref.repo} has no data files lgemma can read ({', '.join(DATA_PATTERNS)})")
     verified, unverified = verify_snapshot(path, files, progress)
-    return DatasetDownload(
-        repo=ref.repo,
+    return DownloadResult(
+        reference=ref.repo,
+        source="hub",
+        name=f"hf:{ref.repo}",
+        repo_id=ref.repo,
         revision=revision or "main",
         commit=path.name,
         path=path,

@@ -143,13 +143,13 @@ def _download_dataset(out, dataset: str, revision, token, offline: bool, json_ou
         return
     verb = "found in the cache" if result.offline else "downloaded"
     out.info(
-        f"hf:{result.repo}: {verb} ({len(result.files)} files, {_size(result.size_bytes)}, "
+        f"{result.name}: {verb} ({len(result.files)} files, {_size(result.size_bytes)}, "
         f"{result.verified_files} verified against the hub's hashes) in {result.seconds:.1f}s"
     )
     if result.unverified_files:
         out.warn(f"no hash to check for: {', '.join(result.unverified_files)}")
     rev = f"@{result.revision}" if result.revision != "main" else ""
-    out.info(f"use it offline with: lgemma eval --offline --data hf:{shlex.quote(result.repo + rev)}:SPLIT ...")
+    out.info(f"use it offline with: lgemma eval --offline --data {shlex.quote(result.name + rev)}:SPLIT ...")
     out.result(str(result.path))
 
 
