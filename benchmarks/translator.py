@@ -1,0 +1,259 @@
+"""A ja<->en translator from Gemma 3 270M, with and without latent thoughts (issue 14).
+
+One resumable command, through the project's own commands (each logged with its wall and CPU
+time in <out>/ledger.jsonl, summed across sittings):
+
+1. two `lgemma train --lora` runs on the same rows of small_parallel_enja's train split,
+   `--direction both` (every pair trains ja->en and en->ja), same seed, same number of updates:
+   * plain: stage 0 only, the translation as the target (what any fine-tuning tool does);
+   * latent: `--first-stage 1 --stages 1 -c K`: the same rows with K continuous thoughts before
+     the translation (the rows have no steps, so the thoughts replace nothing; they are extra
+     positions the model learns to use), for the same number of updates;
+2. `lgemma eval` on the test split, both directions: the base model (few-shot, `off`), plain
+   (`off`), latent (`coconut`, and `off` on the same model); BLEU (ja-mecab for Japanese targets,
+   13a for English), chrF, the semantic metric, exact match, tokens and seconds per example;
+3. length behaviour: per report, outputs that used the whole `--max-new-tokens` budget (cut), and
+   outputs whose source ends a sentence (。.?!？！) but which do not;
+4. registration of the better fine-tuned model (ja->en BLEU) as `gemma-3-270m-enja`, so
+   `lgemma translate --model gemma-3-270m-enja --to en file.txt` uses it, in its own mode.
+
+Interrupt it at any point and run the same command again: finished models and reports are reused,
+an unfinished training run continues from its last checkpoint (`--resume auto`).
+
+    python benchmarks/translator.py --out runs/translator
+    python benchmarks/translator.py --out runs/translator --table-only
+    python benchmarks/translator.py --quick --model DIR --data-dir DIR     # smoke run, any small model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from real_coconut import Ledger, lgemma  # noqa: E402  (one ledger and launcher for the recipes)
+
+DIRECTIONS = ("ja-en", "en-ja")
+# (label, model key, eval mode); "base" is the untrained model.
+ROWS = (
+    ("base, few-shot", "base", "off"),
+    ("plain", "plain", "off"),
+    ("latent, coconut", "latent", "coconut"),
+    ("latent, off", "latent", "off"),
+)
+SENTENCE_END = tuple("。.?!？！」)")
+
+
+def finished(model_dir: Path) -> bool:
+    return (model_dir / "config.json").is_file() and (model_dir / "train_fingerprints.json").is_file()
+
+
+def train_cmd(kind: str, args, out: Path) -> list[str]:
+    data = Path(args.data_dir)
+    cmd = lgemma() + ["train", "--model", args.model, "--out", str(out), "--device", "cpu", "--lora"]
+    cmd += ["--data", str(data / "train.jsonl"), "--direction", "both", "--limit", str(args.train_rows)]
+    cmd += ["--valid", str(data / "dev.jsonl"), "--valid-limit", str(args.valid_limit)]
+    cmd += ["--lr", str(args.lr), "--warmup-steps", str(args.warmup_steps), "--batch-size", str(args.batch_size)]
+    cmd += ["--lora-r", str(args.lora_r), "--lora-alpha", str(2 * args.lora_r), "--seed", str(args.seed)]
+    cmd += ["--max-length", str(args.max_length), "--steps-per-stage", str(args.steps), "--final-epochs", "0"]
+    cmd += ["--checkpoint-every", str(args.checkpoint_every), "--keep-checkpoints", "1", "--resume", "auto"]
+    cmd += ["--log-every", "5", "--bucket-by-length"]
+    if kind == "plain":
+        cmd += ["--stages", "0"]
+    else:
+        cmd += ["--first-stage", "1", "--stages", "1", "-c", str(args.thoughts)]
+    return cmd
+
+
+def model_path(args, out: Path, key: str) -> str:
+    return args.model if key == "base" else str(out / "models" / key)
+
+
+def eval_one(args, out: Path, ledger: Ledger, key: str, mode: str, direction: str) -> Path:
+    report = out / "reports" / f"{key}-{mode}-{direction}.json"
+    if report.is_file():
+        return report
+    report.parent.mkdir(parents=True, exist_ok=True)
+    partial = report.with_suffix(".part")
+    cmd = lgemma() + ["eval", "--model", model_path(args, out, key), "--data", str(Path(args.data_dir) / "test.jsonl")]
+    cmd += ["--direction", direction, "--modes", mode, "--device", "cpu", "--quantize", args.quantize]
+    cmd += ["--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.eval_batch_size)]
+    cmd += ["--limit", str(args.test_rows), "--json", "--out", str(partial), "--per-example", "-q"]
+    ledger.run(f"eval-{key}", cmd, out / "logs" / f"eval-{key}-{mode}-{direction}.txt")
+    partial.replace(report)
+    return report
+
+
+def length_check(report: dict, max_new: int, sources: dict[str, str]) -> dict:
+    """Outputs cut by the token budget, and outputs that stop short of a sentence end their source has."""
+    records = report["examples"][report["modes"][0]]
+    cut = sum(1 for r in records if (r.get("num_tokens") or 0) >= max_new)
+    short = 0
+    for r in records:
+        src = sources.get(str(r.get("id")), "")
+        if src.rstrip().endswith(SENTENCE_END) and not r["prediction"].rstrip().endswith(SENTENCE_END):
+            short += 1
+    return {"cut_at_budget": cut, "no_sentence_end": short, "rows": len(records)}
+
+
+def summary(path: Path, max_new: int, sources: dict[str, str]) -> dict:
+    report = json.loads(path.read_text(encoding="utf-8"))
+    m = report["results"][report["modes"][0]]["metrics"]
+    return {
+        "bleu": m["bleu"],
+        "bleu_tokenize": m["bleu_tokenize"],
+        "chrf": m["chrf"],
+        "semantic": (m.get("semantic") or {}).get("value"),
+        "semantic_name": (m.get("semantic") or {}).get("name"),
+        "exact_match": m["accuracy"],
+        "tokens": m["tokens_per_example"],
+        "seconds": m["seconds_per_example"],
+        "length": length_check(report, max_new, sources),
+    }
+
+
+def register(name: str, model_dir: Path) -> None:
+    cmd = lgemma() + ["download", str(model_dir.resolve()), "--name", name, "--force", "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    print(
+        f"registered {model_dir} as {name!r}: lgemma translate --model {name} --to en FILE"
+        if proc.returncode == 0
+        else f"not registered as {name!r}: {proc.stderr.strip()}",
+        flush=True,
+    )
+
+
+def table(results: dict) -> str:
+    lines = []
+    for direction in DIRECTIONS:
+        lines.append(f"\n{direction} ({results['test_rows']} test rows)\n")
+        lines.append("| model, mode | BLEU | chrF | semantic | exact % | tokens | s/example | cut | no sentence end |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
+        for label, key, mode in ROWS:
+            s = results["reports"].get(f"{key}-{mode}-{direction}")
+            if s is None:
+                lines.append(f"| {label} | not run | | | | | | | |")
+                continue
+
+            def f(x, d=1):
+                return "-" if x is None else f"{x:.{d}f}"
+
+            lines.append(
+                f"| {label} | {f(s['bleu'])} ({s['bleu_tokenize']}) | {f(s['chrf'])} | {f(s['semantic'])} | "
+                f"{f(s['exact_match'])} | {f(s['tokens'])} | {f(s['seconds'], 2)} | {s['length']['cut_at_budget']} | "
+                f"{s['length']['no_sentence_end']} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    ap.add_argument("--out", default="translator-run")
+    ap.add_argument("--model", default="gemma-3-270m")
+    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "small_parallel_enja"))
+    ap.add_argument("--quick", action="store_true", help="a smoke run: a few rows and steps")
+    ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--register", default="gemma-3-270m-enja", help="name for the better model ('': none)")
+    ap.add_argument("--train-rows", type=int, default=4000, help="pairs (each trains both directions)")
+    ap.add_argument("--steps", type=int, default=300, help="optimizer updates of each model")
+    ap.add_argument("--thoughts", type=int, default=2, help="continuous thoughts of the latent model")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--warmup-steps", type=int, default=10)
+    ap.add_argument("--lora-r", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--valid-limit", type=int, default=20)
+    ap.add_argument("--checkpoint-every", type=int, default=20)
+    ap.add_argument("--test-rows", type=int, default=500)
+    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--eval-batch-size", type=int, default=8)
+    ap.add_argument(
+        "--quantize", default="none", help="eval's --quantize (none: fp32, the trained weights as they are)"
+    )
+    args = ap.parse_args(argv)
+    if args.quick:
+        for k, v in dict(
+            train_rows=8, steps=2, batch_size=2, valid_limit=2, test_rows=3, max_new_tokens=8, checkpoint_every=1
+        ).items():
+            if getattr(args, k) == ap.get_default(k):
+                setattr(args, k, v)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(out)
+    shape = {
+        k: getattr(args, k)
+        for k in ("model", "train_rows", "steps", "thoughts", "batch_size", "lr", "warmup_steps", "lora_r", "seed")
+    }
+    shape |= {"max_length": args.max_length}
+    settings = out / "settings.json"
+    if settings.is_file():
+        old = json.loads(settings.read_text(encoding="utf-8"))
+        changed = {k: (old.get(k), v) for k, v in shape.items() if old.get(k) != v}
+        if changed:
+            ap.error(f"{out} was made with other settings {changed}: use another --out")
+    else:
+        settings.write_text(json.dumps(shape, indent=2), encoding="utf-8")
+
+    from latent_gemma_cli.datasets import read_dataset
+
+    sources = {}
+    for direction in DIRECTIONS:
+        for e in read_dataset(Path(args.data_dir) / "test.jsonl", direction=direction).examples:
+            sources[str(e.id)] = e.question
+
+    if not args.table_only:
+        for kind in ("plain", "latent"):
+            target = out / "models" / kind
+            if not finished(target):
+                ledger.run(f"train-{kind}", train_cmd(kind, args, target), out / "logs" / f"train-{kind}.txt")
+                if finished(target) and (target / "checkpoints").is_dir():
+                    shutil.rmtree(target / "checkpoints")
+        for _, key, mode in ROWS:
+            for direction in DIRECTIONS:
+                eval_one(args, out, ledger, key, mode, direction)
+
+    results: dict = {
+        "command": " ".join(["python", "benchmarks/translator.py"] + (argv if argv is not None else sys.argv[1:])),
+        "settings": shape,
+        "test_rows": args.test_rows,
+        "hardware": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
+        "time": ledger.totals(),
+        "reports": {},
+    }
+    for _, key, mode in ROWS:
+        for direction in DIRECTIONS:
+            path = out / "reports" / f"{key}-{mode}-{direction}.json"
+            if path.is_file():
+                results["reports"][f"{key}-{mode}-{direction}"] = summary(path, args.max_new_tokens, sources)
+    done = {
+        k: results["reports"].get(f"{k}-off-ja-en" if k == "plain" else f"{k}-coconut-ja-en")
+        for k in ("plain", "latent")
+    }
+    if args.register and all(done.values()):
+        best = max(done, key=lambda k: done[k]["bleu"] or 0.0)
+        results["registered"] = {"name": args.register, "model": best}
+        register(args.register, out / "models" / best)
+    (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    print(table(results))
+    print(
+        "\ntime (all sittings): "
+        + ", ".join(
+            f"{k} {v['wall_s'] / 60:.1f} min wall / {v['cpu_s'] / 60:.1f} min CPU" for k, v in results["time"].items()
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
