@@ -119,6 +119,18 @@ class Ledger:
         return out
 
 
+def check_settings(ap: argparse.ArgumentParser, out: Path, shape: dict) -> None:
+    """Record the settings that shape a run in <out>/settings.json, or refuse an --out made with others."""
+    path = out / "settings.json"
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        changed = {k: (old.get(k), v) for k, v in shape.items() if old.get(k) != v}
+        if changed:
+            ap.error(f"{out} was made with other settings {changed}: use another --out")
+    else:
+        path.write_text(json.dumps(shape, indent=2), encoding="utf-8")
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").split("\n") if x.strip()]
 
@@ -407,7 +419,6 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(out)
-    settings_path = out / "settings.json"
     shape = {
         k: getattr(args, k)
         for k in (
@@ -434,13 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_length",
         )
     }
-    if settings_path.is_file():
-        old = json.loads(settings_path.read_text(encoding="utf-8"))
-        changed = {k: (old.get(k), v) for k, v in shape.items() if old.get(k) != v}
-        if changed:
-            ap.error(f"{out} was made with other settings {changed}: use another --out")
-    else:
-        settings_path.write_text(json.dumps(shape, indent=2), encoding="utf-8")
+    check_settings(ap, out, shape)
 
     if not args.table_only:
         files = make_data(args, out, ledger)

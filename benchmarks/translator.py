@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from real_coconut import Ledger, lgemma  # noqa: E402  (one ledger and launcher for the recipes)
+from real_coconut import Ledger, check_settings, lgemma  # noqa: E402  (one ledger and launcher for the recipes)
 
 DIRECTIONS = ("ja-en", "en-ja")
 # (label, model key, eval mode); "base" is the untrained model.
@@ -196,14 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in ("model", "train_rows", "steps", "thoughts", "batch_size", "lr", "warmup_steps", "lora_r", "seed")
     }
     shape |= {"max_length": args.max_length}
-    settings = out / "settings.json"
-    if settings.is_file():
-        old = json.loads(settings.read_text(encoding="utf-8"))
-        changed = {k: (old.get(k), v) for k, v in shape.items() if old.get(k) != v}
-        if changed:
-            ap.error(f"{out} was made with other settings {changed}: use another --out")
-    else:
-        settings.write_text(json.dumps(shape, indent=2), encoding="utf-8")
+    check_settings(ap, out, shape)
 
     from latent_gemma_cli.datasets import read_dataset
 

@@ -157,22 +157,37 @@ def download_from_hub(
             f"{repo_id} has no safetensors weights or no config.json at its top level",
             hint="lgemma loads safetensors checkpoints only; pick a repository that has them",
         )
-    verified, unverified = verify_snapshot(path, files, progress)
-    return DownloadResult(
+    return verified_download(
+        path,
+        files,
+        progress,
+        start,
         reference=reference,
-        source="hub",
         name=reference,
-        path=path,
         repo_id=repo_id,
+        revision=revision,
+        offline=offline,
+        notes=[] if revision in (None, "main") else [f"a non-default revision: load it with --model {path}"],
+    )
+
+
+def verified_download(
+    path: Path, files: list[str], progress: ProgressFn | None, start: float, revision: str | None, **fields
+) -> DownloadResult:
+    """The result of a hub snapshot (a model's or a dataset's) once `files` are checked against the hub's hashes."""
+    verified, unverified = verify_snapshot(path, files, progress)
+    fields.setdefault("repo_id", fields.get("reference"))
+    return DownloadResult(
+        source="hub",
+        path=path,
         revision=revision or "main",
         commit=path.name,
         files=files,
         size_bytes=sum((path / f).stat().st_size for f in files),
         verified_files=verified,
         unverified_files=unverified,
-        offline=offline,
         seconds=time.perf_counter() - start,
-        notes=[] if revision in (None, "main") else [f"a non-default revision: load it with --model {path}"],
+        **fields,
     )
 
 

@@ -87,11 +87,8 @@ def _offline_snapshot(ref: HubDataRef) -> Path:
 
     try:
         return Path(snapshot_download(ref.repo, repo_type="dataset", revision=ref.revision, local_files_only=True))
-    except LocalEntryNotFoundError:
+    except (LocalEntryNotFoundError, OSError, ValueError):  # a broken cache is reported like a missing one
         pass
-    except Exception as exc:  # noqa: BLE001 - a broken cache is reported like a missing one
-        if not isinstance(exc, (OSError, ValueError)):
-            raise
     rev = f" at revision {ref.revision!r}" if ref.revision else ""
     retry = f"lgemma download --dataset {shlex.quote(ref.repo)}" + (
         f" --revision {shlex.quote(ref.revision)}" if ref.revision else ""
@@ -244,7 +241,7 @@ def download_dataset(
     (a `download.DownloadResult` named `hf:OWNER/NAME`)."""
     from huggingface_hub import snapshot_download
 
-    from .download import DownloadResult, _progress_bridge, check_token, hub_offline, verify_snapshot
+    from .download import _progress_bridge, check_token, hub_offline, verified_download
 
     ref = parse_ref(repo if repo.startswith(PREFIX) else PREFIX + repo)
     if ref.split or ref.config:
@@ -268,7 +265,7 @@ def download_dataset(
                     repo_type="dataset",
                     revision=revision,
                     token=token,
-                    allow_patterns=DATA_PATTERNS + ["**/" + p for p in DATA_PATTERNS] + CARD_PATTERNS,
+                    allow_patterns=DATA_PATTERNS + CARD_PATTERNS,  # fnmatch: "*" also matches folders
                     tqdm_class=_progress_bridge(progress),
                     endpoint=endpoint,
                     max_workers=4,
@@ -281,21 +278,8 @@ def download_dataset(
     files = sorted(str(p.relative_to(path)).replace("\\", "/") for p in path.rglob("*") if p.is_file())
     if not files:
         raise LgemmaError(f"dataset {ref.repo} has no data files lgemma can read ({', '.join(DATA_PATTERNS)})")
-    verified, unverified = verify_snapshot(path, files, progress)
-    return DownloadResult(
-        reference=ref.repo,
-        source="hub",
-        name=f"hf:{ref.repo}",
-        repo_id=ref.repo,
-        revision=revision or "main",
-        commit=path.name,
-        path=path,
-        files=files,
-        size_bytes=sum((path / f).stat().st_size for f in files),
-        verified_files=verified,
-        unverified_files=unverified,
-        offline=offline,
-        seconds=time.perf_counter() - start,
+    return verified_download(
+        path, files, progress, start, reference=ref.repo, name=f"hf:{ref.repo}", revision=revision, offline=offline
     )
 
 

