@@ -10,7 +10,8 @@ CPU time in <out>/ledger.jsonl, summed across sittings):
 2. for every seed, four models trained with `lgemma train --lora` on the same rows:
    * CoT: the steps as text (stage 0), `--cot-steps` updates from the base model;
    * COCONUT: from the CoT model, `--first-stage 1`: latent stages 1..N (`--steps-per-stage`
-     each) and the final all-latent stage (`--final-steps`), thoughts fed back (`identity`);
+     each) and the final all-latent stage (`--final-steps`), thoughts fed back (`--feedback`:
+     the paper's `identity`, or `embed_norm`, rescaled to the mean token-embedding norm);
    * pause: the same curriculum from the same CoT model with `--feedback pause` (the paper's
      "pause as thought" control: every thought position gets one fixed learned embedding);
    * No-CoT: answer only, from the base model, as many updates as CoT + the latent stages.
@@ -124,7 +125,8 @@ def check_settings(ap: argparse.ArgumentParser, out: Path, shape: dict) -> None:
     path = out / "settings.json"
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
-        changed = {k: (old.get(k), v) for k, v in shape.items() if old.get(k) != v}
+        # a setting added later reads as its default in an older --out
+        changed = {k: (old.get(k), v) for k, v in shape.items() if old.get(k, ap.get_default(k)) != v}
         if changed:
             ap.error(f"{out} was made with other settings {changed}: use another --out")
     else:
@@ -198,7 +200,7 @@ def train_cmd(method: str, args, files: dict, base: str, out: Path, seed: int) -
         cmd += ["--data", files["train"], "--first-stage", "1", "--stages", str(args.stages), "-c", "1"]
         cmd += ["--steps-per-stage", str(args.steps_per_stage), "--final-epochs", str(args.final_steps)]
         cmd += ["--mix-prob", str(args.mix_prob), "--mix-from", args.mix_from]
-        cmd += ["--feedback", "pause" if method == "pause" else "identity"]
+        cmd += ["--feedback", "pause" if method == "pause" else args.feedback]
     else:
         steps = args.cot_steps if method == "cot" else args.cot_steps + latent_steps
         data = files["train"] if method == "cot" else files["train_nocot"]
@@ -388,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lora-r", type=int, default=16)
     ap.add_argument("--mix-prob", type=float, default=0.0)
     ap.add_argument("--mix-from", default="earlier", choices=("earlier", "any"))
+    ap.add_argument(
+        "--feedback",
+        default="identity",
+        choices=("identity", "embed_norm"),
+        help="COCONUT's thought feedback: the paper's hidden state, or rescaled to the mean embedding norm",
+    )
     ap.add_argument("--max-length", type=int, default=384)
     ap.add_argument("--valid-limit", type=int, default=40)
     ap.add_argument("--checkpoint-every", type=int, default=10)
@@ -443,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
             "mix_prob",
             "mix_from",
             "max_length",
+            "feedback",
         )
     }
     check_settings(ap, out, shape)
