@@ -197,7 +197,9 @@ def test_training_validation_and_eval_build_the_same_prompt_and_score_the_same_w
     trained_prompt = train_data.example_prompt(loaded.tokenizer, example)
     # what training's per-stage validation runs and counts
     trainer = SimpleNamespace(
-        config=SimpleNamespace(curriculum=Curriculum(max_stage=1), feedback="identity", valid_max_new_tokens=8),
+        config=SimpleNamespace(
+            curriculum=Curriculum(max_stage=1), feedback="identity", valid_max_new_tokens=8, batch_size=8
+        ),
         markers=("<unused0>", "<unused1>"),
         hf=loaded.model,
         tokenizer=loaded.tokenizer,
@@ -219,6 +221,60 @@ def test_training_validation_and_eval_build_the_same_prompt_and_score_the_same_w
         assert trained_prompt == prompt_ids(loaded.tokenizer, choice_prompt(example))
         assert all(f"{i}. {c}" in choice_prompt(example) for i, c in enumerate(example.choices))
         assert target_answer(example) == "1"
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 8])
+def test_training_validation_decodes_in_batches_of_one_task_and_grades_each_row_by_its_own_output(
+    tiny_gemma2, monkeypatch, batch_size
+):
+    from latent_gemma_cli import tasks
+    from latent_gemma_cli.datasets import Example
+    from latent_gemma_cli.engine import Engine, Generation, PathResult
+    from latent_gemma_cli.loading import load_model
+    from latent_gemma_cli.training.curriculum import Curriculum
+    from latent_gemma_cli.training.validate import validate
+
+    loaded = load_model(str(tiny_gemma2), device="cpu")
+    ex = _examples()
+    qa = [Example(question=f"Is Tom{i} a lempus or a gorpus?", answer=f"Tom{i} is a lempus.") for i in range(3)]
+    valid = [qa[0], ex["translate"], qa[1], ex["choice"], qa[2]]
+    # the output of a prompt is the answer of the row it came from for qa rows 0 and 2 only
+    right = {tuple(tasks.prompt_ids(loaded.tokenizer, r)): r.answer for r in (qa[0], qa[2])}
+    calls: list[tuple[int, set]] = []
+
+    def fake_generate_batch(self, prompts, settings):
+        calls.append((len(prompts), settings.stop_ids))
+        out = []
+        for ids in prompts:
+            path = PathResult(text=right.get(tuple(ids), "wrong"), token_ids=[5], confidence=1.0, finished=True)
+            out.append(
+                Generation(
+                    paths=[path],
+                    chosen=0,
+                    prompt_ids=list(ids),
+                    mode=settings.mode,
+                    num_thoughts=0,
+                    markers=None,
+                    seed=None,
+                )
+            )
+        return out
+
+    monkeypatch.setattr(Engine, "generate_batch", fake_generate_batch)
+    trainer = SimpleNamespace(
+        config=SimpleNamespace(
+            curriculum=Curriculum(max_stage=1), feedback="identity", valid_max_new_tokens=8, batch_size=batch_size
+        ),
+        markers=("<unused0>", "<unused1>"),
+        hf=loaded.model,
+        tokenizer=loaded.tokenizer,
+        valid=valid,
+    )
+    result = validate(trainer, stage=0)
+    assert result["accuracy"] == 2 / 5 and result["rows"] == 5
+    assert sum(n for n, _ in calls) == 5 and all(n <= batch_size for n, _ in calls)
+    # one task per call: qa rows together (up to the batch size), translate and choice apart
+    assert len(calls) == {1: 5, 2: 4, 8: 3}[batch_size]
 
 
 def test_engine_stream_yields_the_tokens_of_the_generation(tiny_gemma2):
