@@ -154,13 +154,23 @@ def _examples():
     }
 
 
+def _generation(prompt_ids, settings, text: str):
+    """What the engine returns for one prompt whose single path wrote `text`."""
+    from latent_gemma_cli.engine import Generation, PathResult
+
+    path = PathResult(text=text, token_ids=[5], confidence=1.0, finished=True)
+    return Generation(
+        paths=[path], chosen=0, prompt_ids=list(prompt_ids), mode=settings.mode, num_thoughts=0, markers=None, seed=None
+    )
+
+
 @pytest.mark.parametrize("task", ["qa", "choice", "translate"])
 @pytest.mark.parametrize("output_is_right", [True, False], ids=["right", "wrong"])
 def test_training_validation_and_eval_build_the_same_prompt_and_score_the_same_way(
     tiny_gemma2, monkeypatch, task, output_is_right
 ):
     from latent_gemma_cli import evaluation
-    from latent_gemma_cli.engine import Engine, Generation, PathResult
+    from latent_gemma_cli.engine import Engine
     from latent_gemma_cli.loading import load_model
     from latent_gemma_cli.training import data as train_data
     from latent_gemma_cli.training.curriculum import Curriculum
@@ -176,16 +186,7 @@ def test_training_validation_and_eval_build_the_same_prompt_and_score_the_same_w
 
     def fake_generate(self, prompt_ids, settings, *, on_token=None):
         seen.append((list(prompt_ids), tuple(settings.stop_ids)))
-        path = PathResult(text=outputs[task], token_ids=[5], confidence=1.0, finished=True)
-        return Generation(
-            paths=[path],
-            chosen=0,
-            prompt_ids=list(prompt_ids),
-            mode=settings.mode,
-            num_thoughts=0,
-            markers=None,
-            seed=None,
-        )
+        return _generation(prompt_ids, settings, outputs[task])
 
     def fake_generate_batch(self, prompts, settings):
         return [fake_generate(self, ids, settings) for ids in prompts]
@@ -229,7 +230,7 @@ def test_training_validation_decodes_in_batches_of_one_task_and_grades_each_row_
 ):
     from latent_gemma_cli import tasks
     from latent_gemma_cli.datasets import Example
-    from latent_gemma_cli.engine import Engine, Generation, PathResult
+    from latent_gemma_cli.engine import Engine
     from latent_gemma_cli.loading import load_model
     from latent_gemma_cli.training.curriculum import Curriculum
     from latent_gemma_cli.training.validate import validate
@@ -240,25 +241,11 @@ def test_training_validation_decodes_in_batches_of_one_task_and_grades_each_row_
     valid = [qa[0], ex["translate"], qa[1], ex["choice"], qa[2]]
     # the output of a prompt is the answer of the row it came from for qa rows 0 and 2 only
     right = {tuple(tasks.prompt_ids(loaded.tokenizer, r)): r.answer for r in (qa[0], qa[2])}
-    calls: list[tuple[int, set]] = []
+    calls: list[tuple[int, tuple]] = []
 
     def fake_generate_batch(self, prompts, settings):
         calls.append((len(prompts), settings.stop_ids))
-        out = []
-        for ids in prompts:
-            path = PathResult(text=right.get(tuple(ids), "wrong"), token_ids=[5], confidence=1.0, finished=True)
-            out.append(
-                Generation(
-                    paths=[path],
-                    chosen=0,
-                    prompt_ids=list(ids),
-                    mode=settings.mode,
-                    num_thoughts=0,
-                    markers=None,
-                    seed=None,
-                )
-            )
-        return out
+        return [_generation(ids, settings, right.get(tuple(ids), "wrong")) for ids in prompts]
 
     monkeypatch.setattr(Engine, "generate_batch", fake_generate_batch)
     trainer = SimpleNamespace(
