@@ -22,11 +22,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+
+def people(question: str) -> tuple[str | None, set[str]]:
+    """The person a synthetic walk asks about and the other people its facts name ("Jack is a
+    gevpus." / "ジャックはガーフパスです。"; "Every ..." / "すべての..." facts are not people)."""
+    asked = re.search(r"(?:^|[.?!。] ?)Is (\S+) an? ", question) or re.search(
+        r"(?:^|。 ?)([^。 ]+?)は[^。]*ですか", question
+    )
+    named = set(re.findall(r"(?:^|\. )(?!Every )(\S+) is an? \S+\.", question))
+    named |= set(re.findall(r"(?:^|。 ?)(?!すべての)([^。 ]+?)は[^。、]+です。", question))
+    name = asked.group(1) if asked else None
+    return name, named - {name}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     tops: list[dict[int, int]] = [{} for _ in range(n)]  # top-1 token counts per thought
+    # thoughts whose top-1 token begins the asked person's name / another person's name
+    asked_hits, other_hits = [0] * n, [0] * n
+    first_other: dict[str, bool] = {}  # id -> thought 1 names another person
     ambiguous = 0  # problems whose gold concepts share a first token (a hit could be either)
     with torch.inference_mode():
         for row in rows:
@@ -84,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
             named = [[k for k in range(len(gold)) if top[j] in starts[k]] for j in range(n)]
             for j in range(n):
                 tops[j][top[j]] = tops[j].get(top[j], 0) + 1
+            asked, others = people(row["question"])
+            other_ids = set().union(*(firsts(o) for o in others)) if others else set()
+            asked_ids = firsts(asked) if asked else set()
+            for j in range(n):
+                asked_hits[j] += top[j] in asked_ids
+                other_hits[j] += top[j] in other_ids and top[j] not in asked_ids
+            if n:
+                first_other[str(row.get("id"))] = top[0] in other_ids and top[0] not in asked_ids
             hits = [j < len(gold) and j in named[j] for j in range(n)]
             for j in range(n):
                 exact[j] += hits[j]
@@ -113,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         common = sorted(tops[j].items(), key=lambda kv: -kv[1])[:5]
         shown = ", ".join(f"{tok.decode([t])!r} {c}" for t, c in common)
         print(f"thought {j + 1}, most frequent top-1 tokens: {shown}")
+    for j in range(n):
+        print(
+            f"thought {j + 1} begins the asked person's name: {100 * asked_hits[j] / total:.1f}%, "
+            f"another person's: {100 * other_hits[j] / total:.1f}%"
+        )
     for d, count in whole.items():
         print(
             f"every thought j names gold concept j{'+' + str(d) if d else ''}: {100 * count / total:.1f}% of problems"
@@ -122,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         examples = [e for rows_ in report["examples"].values() for e in rows_ if e["id"] in decoded]
         for flag, label in ((True, "chain decodes"), (False, "chain does not decode")):
             part = [e for e in examples if decoded[e["id"]] == flag]
+            right = sum(bool(e["correct"]) for e in part)
+            print(f"{label}: {len(part)} problems, answer right in {right} ({100 * right / max(1, len(part)):.1f}%)")
+        for flag, label in ((True, "thought 1 names another person"), (False, "thought 1 does not")):
+            part = [e for e in examples if first_other.get(e["id"]) == flag]
             right = sum(bool(e["correct"]) for e in part)
             print(f"{label}: {len(part)} problems, answer right in {right} ({100 * right / max(1, len(part)):.1f}%)")
     return 0
