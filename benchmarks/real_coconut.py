@@ -189,7 +189,7 @@ def finished(model_dir: Path) -> bool:
 
 
 def train_cmd(method: str, args, files: dict, base: str, out: Path, seed: int) -> list[str]:
-    latent_steps = args.stages * args.steps_per_stage + args.final_steps
+    latent_steps = (args.stages + args.stage0_bot) * args.steps_per_stage + args.final_steps
     cmd = lgemma() + ["train", "--model", base, "--out", str(out), "--device", "cpu", "--lora"]
     cmd += ["--lr", str(args.lr), "--warmup-steps", str(args.warmup_steps), "--batch-size", str(args.batch_size)]
     cmd += ["--lora-r", str(args.lora_r), "--lora-alpha", str(2 * args.lora_r), "--seed", str(seed)]
@@ -197,7 +197,10 @@ def train_cmd(method: str, args, files: dict, base: str, out: Path, seed: int) -
     cmd += ["--checkpoint-every", str(args.checkpoint_every), "--keep-checkpoints", "1", "--resume", "auto"]
     cmd += ["--log-every", "5", "--bucket-by-length"]
     if method in ("coconut", "pause"):
-        cmd += ["--data", files["train"], "--first-stage", "1", "--stages", str(args.stages), "-c", "1"]
+        # with --stage0-bot the curriculum starts at stage 0 (the CoT model learns <bot> first)
+        first = "0" if args.stage0_bot else "1"
+        cmd += ["--data", files["train"], "--first-stage", first, "--stages", str(args.stages), "-c", "1"]
+        cmd += ["--stage0-bot"] if args.stage0_bot else []
         cmd += ["--steps-per-stage", str(args.steps_per_stage), "--final-epochs", str(args.final_steps)]
         cmd += ["--mix-prob", str(args.mix_prob), "--mix-from", args.mix_from]
         cmd += ["--feedback", "pause" if method == "pause" else args.feedback]
@@ -391,6 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mix-prob", type=float, default=0.0)
     ap.add_argument("--mix-from", default="earlier", choices=("earlier", "any"))
     ap.add_argument(
+        "--stage0-bot",
+        action="store_true",
+        help="COCONUT and pause start at stage 0 with `train --stage0-bot` (<bot> after the prompt of written-chain "
+        "rows), so thought 1 starts as the first step; --steps-per-stage then covers stages 0..N (set it to keep "
+        "the update budget)",
+    )
+    ap.add_argument(
         "--feedback",
         default="identity",
         choices=("identity", "embed_norm"),
@@ -452,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             "mix_from",
             "max_length",
             "feedback",
+            "stage0_bot",
         )
     }
     check_settings(ap, out, shape)

@@ -243,8 +243,11 @@ def test_training_validation_decodes_in_batches_of_one_task_and_grades_each_row_
     right = {tuple(tasks.prompt_ids(loaded.tokenizer, r)): r.answer for r in (qa[0], qa[2])}
     calls: list[tuple[int, tuple]] = []
 
+    prompts_seen: list[list[int]] = []
+
     def fake_generate_batch(self, prompts, settings):
         calls.append((len(prompts), settings.stop_ids))
+        prompts_seen.extend(list(p) for p in prompts)
         return [_generation(ids, settings, right.get(tuple(ids), "wrong")) for ids in prompts]
 
     monkeypatch.setattr(Engine, "generate_batch", fake_generate_batch)
@@ -262,6 +265,12 @@ def test_training_validation_decodes_in_batches_of_one_task_and_grades_each_row_
     assert sum(n for n, _ in calls) == 5 and all(n <= batch_size for n, _ in calls)
     # one task per call: qa rows together (up to the batch size), translate and choice apart
     assert len(calls) == {1: 5, 2: 4, 8: 3}[batch_size]
+    # a language stage trained with <bot> after the prompt is validated with it there
+    plain, bot = list(prompts_seen), loaded.tokenizer.convert_tokens_to_ids("<unused0>")
+    prompts_seen.clear()
+    trainer.config.curriculum = Curriculum(max_stage=1, stage0_bot=True)
+    validate(trainer, stage=0)
+    assert prompts_seen == [p + [bot] for p in plain]
 
 
 def test_engine_stream_yields_the_tokens_of_the_generation(tiny_gemma2):

@@ -133,6 +133,27 @@ def test_labels_mask_question_markers_and_thoughts(g2):
     assert seq0.full_labels() == [IGNORE] * len(q) + target0
 
 
+def test_stage0_bot_puts_bot_after_the_prompt_of_language_rows_only(g2):
+    tok = g2.tokenizer
+    bot, eot = _markers(tok)
+    question = "Is Tom a lempus?"
+    q = prompt_ids(tok, question)
+    c = Curriculum(max_stage=2, thoughts_per_step=2, stage0_bot=True)
+    target0 = tok(format_target(STEPS, "yes"), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    seq0 = _seq(g2, question, 0, c)
+    # the language stage: [prompt] <bot> steps ### answer <eos>, no <eot>, <bot> not a label
+    assert seq0.prompt == q + [bot] and seq0.num_thoughts == 0 and not seq0.markers
+    assert seq0.tail == target0 and eot not in seq0.tail
+    assert seq0.full_labels() == [IGNORE] * (len(q) + 1) + target0
+    # latent stages are laid out exactly as without the option
+    plain = Curriculum(max_stage=2, thoughts_per_step=2)
+    for stage in (1, 2, 3):
+        a, b = _seq(g2, question, stage, c), _seq(g2, question, stage, plain)
+        assert (a.prompt, a.num_thoughts, a.tail, a.tail_labels) == (b.prompt, b.num_thoughts, b.tail, b.tail_labels)
+    # recorded only when on, so older checkpoints' fingerprints still match
+    assert c.to_dict()["stage0_bot"] is True and "stage0_bot" not in plain.to_dict()
+
+
 # --- the n + 1-pass loss ------------------------------------------------------------------------
 
 
@@ -641,6 +662,10 @@ def test_cli_train_records_the_feedback_transform(tiny_gemma3, tmp_path):
     assert load_model(str(out), device="cpu").spec.feedback == "embed_norm"
     bad = CliRunner().invoke(app, args + ["--out", str(tmp_path / "other"), "--feedback", "double"])
     assert bad.exit_code == 2 and "--feedback" in bad.stderr
+    on = CliRunner().invoke(app, args + ["--out", str(tmp_path / "bot"), "--stage0-bot", "--valid", str(train)])
+    assert on.exit_code == 0, on.output
+    recorded = load_model(str(tmp_path / "bot"), device="cpu").spec.curriculum
+    assert recorded["stage0_bot"] is True and recorded["stage0_layout"].startswith("[prompt] <bot>")
     for flag, value in (("--first-stage", "2"), ("--mix-from", "later")):
         bad = CliRunner().invoke(app, args + ["--out", str(tmp_path / "other"), flag, value])
         assert bad.exit_code == 2 and flag in bad.stderr, bad.output

@@ -107,6 +107,13 @@ def train(
             help="Where a mixed row's stage is drawn from: earlier (the other stages reached so far) | any (the reference code's: 0 to the row's step count, later stages included, in every stage).",
         ),
     ] = "earlier",
+    stage0_bot: Annotated[
+        bool,
+        typer.Option(
+            "--stage0-bot",
+            help="Language-stage rows end their prompt with <bot> (the written chain follows it), so the <bot> position learns to predict the first step and the first thought (its hidden state) starts out as that step. Off: the paper's layout.",
+        ),
+    ] = False,
     feedback: Annotated[
         str,
         typer.Option(
@@ -269,6 +276,7 @@ def train(
             mix_prob=mix_prob,
             mix_from=mix_from,
             first_stage=first_stage,
+            stage0_bot=stage0_bot,
         ),
         lr=lr,
         weight_decay=weight_decay,

@@ -4,7 +4,9 @@ Stages, with N = max stage and c = thoughts per step:
 
 * stage 0 ("language"): no markers, no thoughts; the full chain of thought as text:
   ``[prompt] format_target(steps, answer) <eos>``. Its validation decodes in `off` mode, which
-  sees exactly this layout (no empty ``<bot><eot>`` pair is trained or inferred).
+  sees exactly this layout (no empty ``<bot><eot>`` pair is trained or inferred). With
+  `stage0_bot` the prompt ends with <bot> (``[prompt] <bot> format_target(...)``), and
+  validation appends it too.
 * stage s in 1..N ("latent"): the first s steps are replaced by s * c thought positions:
   ``[prompt] <bot> [s*c thoughts] <eot> format_target(steps[s:], answer) <eos>``.
   An example with fewer than s steps (or none) still gets s * c thoughts; there is simply
@@ -54,6 +56,11 @@ class Curriculum:
     # Start the schedule here: 1 skips the language stage when the base model is already a CoT
     # model (the paper's GSM8k recipe starts COCONUT from its CoT checkpoint).
     first_stage: int = 0
+    # Language-stage rows (stage 0, and stage-0 rows mixed into later stages) end their prompt
+    # with <bot>: the <bot> position learns to predict the first step, so thought 1 (its last
+    # hidden state) starts stage 1 as a stand-in for that step instead of whatever a pretrained
+    # model predicts after an unseen token (a person's name, on the synthetic walks).
+    stage0_bot: bool = False
 
     def validate(self) -> None:
         if self.max_stage < 0:
@@ -95,7 +102,7 @@ class Curriculum:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key, default in (("mix_from", "earlier"), ("first_stage", 0)):
+        for key, default in (("mix_from", "earlier"), ("first_stage", 0), ("stage0_bot", False)):
             if data[key] == default:  # absent at its default: checkpoints from before it still resume
                 del data[key]
         return data
@@ -184,6 +191,8 @@ def build_sequence(
         prompt = list(prompt_ids) + [marker_ids[0]]
         tail = [marker_ids[1]] + target
         labels = [IGNORE] + target
+    elif curriculum.stage0_bot:  # `[prompt] <bot> format_target(steps, answer) <eos>`
+        prompt, tail, labels = list(prompt_ids) + [marker_ids[0]], target, list(target)
     else:
         prompt, tail, labels = list(prompt_ids), target, list(target)
     seq = TrainSequence(prompt, p.num_thoughts, tail, labels, p.markers, stage)

@@ -63,7 +63,9 @@ def latent_spec(trainer: Any):
         "max_length": cfg.max_length,
         "seed": cfg.seed,
         "lora": asdict(cfg.lora) if cfg.lora is not None else None,
-        "stage0_layout": "no markers: [prompt] steps ### answer <eos>",
+        "stage0_layout": (
+            "[prompt] <bot> steps ### answer <eos>" if cur.stage0_bot else "no markers: [prompt] steps ### answer <eos>"
+        ),
         "paths_stage": "not trained",
         "train_rows": len(trainer.data),
     }

@@ -40,6 +40,8 @@ def validate(trainer: Any, stage: int) -> dict:
     for ex in trainer.valid:
         by_task.setdefault(tasks.task_of(ex), []).append(ex)
     size = max(1, cfg.batch_size)
+    # a language stage trained with <bot> after the prompt is checked with it there too
+    bot = [trainer.tokenizer.convert_tokens_to_ids(trainer.markers[0])] if stage == 0 and cur.stage0_bot else []
     correct, start = 0, time.perf_counter()
     try:
         for task, rows in by_task.items():
@@ -51,7 +53,7 @@ def validate(trainer: Any, stage: int) -> dict:
             )
             for i in range(0, len(rows), size):
                 batch = rows[i : i + size]
-                prompts = [tasks.prompt_ids(trainer.tokenizer, ex) for ex in batch]
+                prompts = [tasks.prompt_ids(trainer.tokenizer, ex) + bot for ex in batch]
                 with torch.autocast(engine.runner.device.type, enabled=False):
                     gens = engine.generate_batch(prompts, settings)
                 for ex, gen in zip(batch, gens):
