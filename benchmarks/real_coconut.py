@@ -199,7 +199,8 @@ def train_cmd(method: str, args, files: dict, base: str, out: Path, seed: int) -
     if method in ("coconut", "pause"):
         # with --stage0-bot the curriculum starts at stage 0 (the CoT model learns <bot> first)
         first = "0" if args.stage0_bot else "1"
-        cmd += ["--data", files["train"], "--first-stage", first, "--stages", str(args.stages), "-c", "1"]
+        cmd += ["--data", files["train"], "--first-stage", first, "--stages", str(args.stages)]
+        cmd += ["-c", str(args.thoughts_per_step)]
         cmd += ["--stage0-bot"] if args.stage0_bot else []
         cmd += ["--steps-per-stage", str(args.steps_per_stage), "--final-epochs", str(args.final_steps)]
         cmd += ["--mix-prob", str(args.mix_prob), "--mix-from", args.mix_from]
@@ -386,6 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cot-steps", type=int, default=100)
     ap.add_argument("--stages", type=int, default=3)
     ap.add_argument("--steps-per-stage", type=int, default=25)
+    ap.add_argument(
+        "-c",
+        "--thoughts-per-step",
+        type=int,
+        default=1,
+        help="continuous thoughts per removed step (the paper's c): a concept of the synthetic walks is 2-3 Gemma tokens",
+    )
     ap.add_argument("--final-steps", type=int, default=25)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-4)
@@ -463,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_length",
             "feedback",
             "stage0_bot",
+            "thoughts_per_step",
         )
     }
     check_settings(ap, out, shape)
