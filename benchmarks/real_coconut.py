@@ -89,22 +89,24 @@ class Ledger:
                     _, status, usage = os.wait4(proc.pid, 0)
                 except KeyboardInterrupt:
                     proc.send_signal(2)  # the trainer saves a checkpoint and exits 130
-                    proc.wait()
+                    _, status, usage = os.wait4(proc.pid, 0)
+                    self._record(name, start, usage, os.waitstatus_to_exitcode(status))  # its time counts too
                     raise
                 proc.returncode = os.waitstatus_to_exitcode(status)
             finally:
                 if stdout:
                     out.close()
-        wall = time.perf_counter() - start
-        cpu = usage.ru_utime + usage.ru_stime
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(
-                json.dumps({"name": name, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "rc": proc.returncode})
-                + "\n"
-            )
+        wall = self._record(name, start, usage, proc.returncode)
         if proc.returncode != 0:
             tail = log.read_text(encoding="utf-8")[-2500:]
             raise SystemExit(f"[{name}] failed with exit status {proc.returncode} after {wall:.0f}s\n{tail}")
+
+    def _record(self, name: str, start: float, usage, rc: int) -> float:
+        wall = time.perf_counter() - start
+        cpu = usage.ru_utime + usage.ru_stime
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"name": name, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "rc": rc}) + "\n")
+        return wall
 
     def totals(self) -> dict[str, dict[str, float]]:
         """Summed seconds per command name (every sitting, failed and interrupted runs included)."""
