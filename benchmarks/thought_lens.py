@@ -4,7 +4,8 @@ For every test problem, run the prompt, `<bot>` and the model's thoughts exactly
 --mode coconut` does (the engine's `run_prefix_batch`, the model's own feedback transform), and
 decode each thought's input vector -- the previous position's last hidden state -- with the
 model's LM head. With steps written as concepts (`lgemma synth --steps concepts`), thought j's
-input should name the j-th concept on the gold chain if the model walks the chain in latent space,
+input should name the (j // c)-th concept on the gold chain (c thoughts per step; with c > 1
+the first thought of a step is the one that can name it) if the model walks the chain in latent space,
 as the paper's analysis of ProsQA thoughts found (continuous thoughts encode the frontier nodes).
 
 With a subword vocabulary (Gemma's) a concept is several tokens; a thought "names" it when its
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     markers = (runner.token_ids(tok, spec.bot), runner.token_ids(tok, spec.eot))
     rows = [json.loads(line) for line in open(args.data, encoding="utf-8") if line.strip()][: args.limit]
     n = spec.num_thoughts
+    c = max(1, spec.thoughts_per_step)
     exact = [0] * n
     elsewhere = [0] * n
     offsets: list[dict[int, int]] = [{} for _ in range(n)]
@@ -108,26 +110,27 @@ def main(argv: list[str] | None = None) -> int:
                 other_hits[j] += top[j] in other_ids and top[j] not in asked_ids
             if n:
                 first_other[str(row.get("id"))] = top[0] in other_ids and top[0] not in asked_ids
-            hits = [j < len(gold) and j in named[j] for j in range(n)]
+            # thought j stands for step j // c; with c > 1 the first thought of each step names it
+            hits = [j // c < len(gold) and j // c in named[j] for j in range(n)]
             for j in range(n):
                 exact[j] += hits[j]
                 elsewhere[j] += (not hits[j]) and bool(named[j])
                 if named[j] and not hits[j]:
-                    k = named[j][0] - j
+                    k = named[j][0] - j // c
                     offsets[j][k] = offsets[j].get(k, 0) + 1
             chain = False
             for d in whole:
-                ok = all(j + d in named[j] for j in range(n) if j + d < len(gold))
+                ok = all(j // c + d in named[j] for j in range(0, n, c) if j // c + d < len(gold))
                 whole[d] += ok
                 chain = chain or ok
             decoded[str(row.get("id"))] = chain
     total = len(rows)
-    print(f"{args.model}: {total} problems, {n} thoughts, feedback {spec.feedback}")
+    print(f"{args.model}: {total} problems, {n} thoughts ({c} per step), feedback {spec.feedback}")
     print(
         f"(a thought names a concept when its top-1 token is the concept's first token; {ambiguous} problems have gold concepts sharing one)"
     )
     print(
-        "| thought | top-1 = gold concept at this step | top-1 = a gold concept of another step | steps ahead (+) or behind (-): count |"
+        "| thought | top-1 = gold concept of its step (j // c) | top-1 = a gold concept of another step | steps ahead (+) or behind (-): count |"
     )
     print("|---|---|---|---|")
     for j in range(n):
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     for d, count in whole.items():
         print(
-            f"every thought j names gold concept j{'+' + str(d) if d else ''}: {100 * count / total:.1f}% of problems"
+            f"the first thought of every step k names gold concept k{'+' + str(d) if d else ''}: {100 * count / total:.1f}% of problems"
         )
     if args.report:
         report = json.loads(Path(args.report).read_text(encoding="utf-8"))
