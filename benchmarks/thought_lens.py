@@ -105,11 +105,12 @@ def main(argv: list[str] | None = None) -> int:
             asked, others = people(row["question"])
             other_ids = set().union(*(firsts(o) for o in others)) if others else set()
             asked_ids = firsts(asked) if asked else set()
+            other = [t in other_ids and t not in asked_ids for t in top]
             for j in range(n):
                 asked_hits[j] += top[j] in asked_ids
-                other_hits[j] += top[j] in other_ids and top[j] not in asked_ids
+                other_hits[j] += other[j]
             if n:
-                first_other[str(row.get("id"))] = top[0] in other_ids and top[0] not in asked_ids
+                first_other[str(row.get("id"))] = other[0]
             # thought j stands for step j // c; with c > 1 the first thought of each step names it
             hits = [j // c < len(gold) and j // c in named[j] for j in range(n)]
             for j in range(n):
@@ -152,14 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         report = json.loads(Path(args.report).read_text(encoding="utf-8"))
         examples = [e for rows_ in report["examples"].values() for e in rows_ if e["id"] in decoded]
-        for flag, label in ((True, "chain decodes"), (False, "chain does not decode")):
-            part = [e for e in examples if decoded[e["id"]] == flag]
-            right = sum(bool(e["correct"]) for e in part)
-            print(f"{label}: {len(part)} problems, answer right in {right} ({100 * right / max(1, len(part)):.1f}%)")
-        for flag, label in ((True, "thought 1 names another person"), (False, "thought 1 does not")):
-            part = [e for e in examples if first_other.get(e["id"]) == flag]
-            right = sum(bool(e["correct"]) for e in part)
-            print(f"{label}: {len(part)} problems, answer right in {right} ({100 * right / max(1, len(part)):.1f}%)")
+        splits = (
+            (decoded, "chain decodes", "chain does not decode"),
+            (first_other, "thought 1 names another person", "thought 1 does not"),
+        )
+        for flags, *labels in splits:
+            for flag, label in zip((True, False), labels):
+                part = [e for e in examples if flags.get(e["id"]) == flag]
+                right = sum(bool(e["correct"]) for e in part)
+                print(
+                    f"{label}: {len(part)} problems, answer right in {right} ({100 * right / max(1, len(part)):.1f}%)"
+                )
     return 0
 
 

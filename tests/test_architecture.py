@@ -202,6 +202,7 @@ def test_training_validation_and_eval_build_the_same_prompt_and_score_the_same_w
             curriculum=Curriculum(max_stage=1), feedback="identity", valid_max_new_tokens=8, batch_size=8
         ),
         markers=("<unused0>", "<unused1>"),
+        marker_ids=tuple(loaded.tokenizer.convert_tokens_to_ids(["<unused0>", "<unused1>"])),
         hf=loaded.model,
         tokenizer=loaded.tokenizer,
         valid=[example],
@@ -256,6 +257,7 @@ def test_training_validation_decodes_in_batches_of_one_task_and_grades_each_row_
             curriculum=Curriculum(max_stage=1), feedback="identity", valid_max_new_tokens=8, batch_size=batch_size
         ),
         markers=("<unused0>", "<unused1>"),
+        marker_ids=tuple(loaded.tokenizer.convert_tokens_to_ids(["<unused0>", "<unused1>"])),
         hf=loaded.model,
         tokenizer=loaded.tokenizer,
         valid=valid,

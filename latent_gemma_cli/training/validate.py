@@ -41,7 +41,7 @@ def validate(trainer: Any, stage: int) -> dict:
         by_task.setdefault(tasks.task_of(ex), []).append(ex)
     size = max(1, cfg.batch_size)
     # a language stage trained with <bot> after the prompt is checked with it there too
-    bot = [trainer.tokenizer.convert_tokens_to_ids(trainer.markers[0])] if stage == 0 and cur.stage0_bot else []
+    bot = [trainer.marker_ids[0]] if stage == 0 and cur.stage0_bot else []
     correct, start = 0, time.perf_counter()
     try:
         for task, rows in by_task.items():
