@@ -74,10 +74,14 @@ class Ledger:
     def __init__(self, out: Path):
         self.path = out / "ledger.jsonl"
 
-    def run(self, name: str, cmd: list[str], log: Path, stdout: Path | None = None) -> None:
+    def run(self, name: str, cmd: list[str], log: Path, stdout: Path | None = None, threads: int | None = None) -> None:
+        """Run one command to the end; `threads` caps its torch threads (commands sharing the machine:
+        two 2-thread torch processes on 2 cores run ~10x slower than one)."""
         print(f"[{name}] $ {' '.join(cmd)}", flush=True)
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        if threads:
+            env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         start = time.perf_counter()
         with open(log, "a", encoding="utf-8") as err:
             err.write("$ " + " ".join(cmd) + "\n")

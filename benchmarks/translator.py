@@ -34,6 +34,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +78,7 @@ def model_path(args, out: Path, key: str) -> str:
     return args.model if key == "base" else str(out / "models" / key)
 
 
-def eval_one(args, out: Path, ledger: Ledger, key: str, mode: str, direction: str) -> Path:
+def eval_one(args, out: Path, ledger: Ledger, key: str, mode: str, direction: str, threads: int | None = None) -> Path:
     report = out / "reports" / f"{key}-{mode}-{direction}.json"
     if report.is_file():
         return report
@@ -87,7 +88,7 @@ def eval_one(args, out: Path, ledger: Ledger, key: str, mode: str, direction: st
     cmd += ["--direction", direction, "--modes", mode, "--device", "cpu", "--quantize", args.quantize]
     cmd += ["--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.eval_batch_size)]
     cmd += ["--limit", str(args.test_rows), "--json", "--out", str(partial), "--per-example", "-q"]
-    ledger.run(f"eval-{key}", cmd, out / "logs" / f"eval-{key}-{mode}-{direction}.txt")
+    ledger.run(f"eval-{key}", cmd, out / "logs" / f"eval-{key}-{mode}-{direction}.txt", threads=threads)
     partial.replace(report)
     return report
 
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--quantize", default="none", help="eval's --quantize (none: fp32, the trained weights as they are)"
     )
+    ap.add_argument("--jobs", type=int, default=1, help="commands at once (2: both models train side by side)")
     args = ap.parse_args(argv)
     if args.quick:
         for k, v in dict(
@@ -206,15 +208,21 @@ def main(argv: list[str] | None = None) -> int:
             sources[str(e.id)] = e.question
 
     if not args.table_only:
-        for kind in ("plain", "latent"):
+        # `--jobs` commands at once, each with its share of the cores (the models train independently)
+        threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+
+        def train(kind: str) -> None:
             target = out / "models" / kind
             if not finished(target):
-                ledger.run(f"train-{kind}", train_cmd(kind, args, target), out / "logs" / f"train-{kind}.txt")
+                cmd = train_cmd(kind, args, target)
+                ledger.run(f"train-{kind}", cmd, out / "logs" / f"train-{kind}.txt", threads=threads)
                 if finished(target) and (target / "checkpoints").is_dir():
                     shutil.rmtree(target / "checkpoints")
-        for _, key, mode in ROWS:
-            for direction in DIRECTIONS:
-                eval_one(args, out, ledger, key, mode, direction)
+
+        evals = [(key, mode, direction) for _, key, mode in ROWS for direction in DIRECTIONS]
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            list(pool.map(train, ("plain", "latent")))
+            list(pool.map(lambda e: eval_one(args, out, ledger, *e, threads=threads), evals))
 
     results: dict = {
         "command": " ".join(["python", "benchmarks/translator.py"] + (argv if argv is not None else sys.argv[1:])),

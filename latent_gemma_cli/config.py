@@ -97,7 +97,9 @@ KEYS: dict[str, Key] = {
     "device": Key("auto", _choice("auto", "cpu", "cuda", "mps"), "device to run on"),
     "dtype": Key("auto", _choice("auto", "float32", "bfloat16", "float16"), "compute dtype"),
     "quantize": Key("auto", _choice(*QUANTIZE), "CPU weight quantization (auto: by device and model size)"),
-    "mode": Key(AUTO, _choice(AUTO, *MODES), "latent mode (auto: coconut for a latent-trained model, else off)"),
+    "mode": Key(
+        AUTO, _choice(AUTO, *MODES), "latent mode (auto: the mode the model was trained for, off for an untrained one)"
+    ),
     "thoughts": Key(None, _int_at_least(0), "number of continuous thoughts (unset: the model's own)"),
     "paths": Key(1, _int_at_least(1), "reasoning paths decoded in one batch"),
     "max_new_tokens": Key(256, _int_at_least(1), "answer length limit in tokens"),

@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .settings import MODES
+
 LATENT_FILE = "lgemma_latent.json"
 FORMAT_VERSION = 1
 FEEDBACKS = ("identity", "embed_norm", "pause")
@@ -60,12 +62,22 @@ class LatentSpec:
         spec.check()
         return spec
 
+    def trained_mode(self) -> str:
+        """The mode the model was trained for, which `--mode auto` uses: `off` for a model trained at
+        stage 0 only without markers (older files say `coconut` for it too), else the recorded mode."""
+        stages = self.curriculum.get("stages") if isinstance(self.curriculum, dict) else None
+        if stages and max(stages) == 0 and not self.curriculum.get("stage0_bot") and self.pause is None:
+            return "off"
+        return self.mode
+
     def check(self) -> None:
         """Raise ValueError naming the first field whose value cannot work."""
         for name in ("bot", "eot", "mode", "feedback"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r} (known: {', '.join(MODES)})")
         for name, low in (("thoughts_per_step", 1), ("num_thoughts", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

@@ -16,7 +16,7 @@ from pathlib import Path
 from .catalogue import CATALOGUE
 from .download import dir_size
 from .errors import ModelNotFoundError
-from .latent_spec import LATENT_FILE
+from .latent_spec import LATENT_FILE, LatentSpec
 from .paths import models_dir
 from .store import SOURCE_FILE
 
@@ -67,7 +67,7 @@ def _lgemma_entries() -> list[ModelEntry]:
                     source = json.loads(marker.read_text(encoding="utf-8")).get("source", "local")
                 except (ValueError, OSError):
                     pass
-            entries.append(ModelEntry(item.name, source, dir_size(item), str(item), (item / LATENT_FILE).is_file()))
+            entries.append(ModelEntry(item.name, source, dir_size(item), str(item), latent_trained(item)))
         elif item.suffix == ".path" and item.is_file():
             target = Path(item.read_text(encoding="utf-8").strip())
             ok = target.is_dir()
@@ -77,7 +77,7 @@ def _lgemma_entries() -> list[ModelEntry]:
                     "local",
                     dir_size(target) if ok else 0,
                     str(target),
-                    ok and (target / LATENT_FILE).is_file(),
+                    ok and latent_trained(target),
                     broken=not ok,
                 )
             )
@@ -173,13 +173,26 @@ def _hub_entries() -> list[ModelEntry]:
                 source="hub",
                 size_bytes=dir_size(folder / "blobs") if (folder / "blobs").is_dir() else 0,
                 path=str(snapshot),
-                latent_trained=(snapshot / LATENT_FILE).is_file(),
+                latent_trained=latent_trained(snapshot),
                 repo_id=repo_id,
                 commit=commit,
                 incomplete=snapshot_problem(folder, snapshot),
             )
         )
     return entries
+
+
+def latent_trained(directory: Path) -> bool:
+    """Whether a model runs with thoughts by default: it has lgemma_latent.json and was not trained
+    at stage 0 only (a fine-tune without markers). A file that cannot be read still says yes:
+    loading the model names the problem."""
+    if not (directory / LATENT_FILE).is_file():
+        return False
+    try:
+        spec = LatentSpec.load(directory)
+    except (OSError, ValueError, TypeError):
+        return True
+    return spec is None or spec.trained_mode() != "off"
 
 
 def list_models() -> list[ModelEntry]:

@@ -13,8 +13,9 @@ from typing import Any
 from .errors import UsageError
 
 MODES = ("coconut", "soft", "off")
-# `auto`, the default: `coconut` for a model trained for it (it has lgemma_latent.json), else
-# `off`. Training-free `soft` measured worse than `off` on Gemma 3 270M (ja->en BLEU 10.2 -> 2.7,
+
+# `auto`, the default: the mode a trained model was trained for (`coconut`, or `off` for one
+# fine-tuned at stage 0 only: `LatentSpec.trained_mode`), `off` for an untrained model. Training-free `soft` measured worse than `off` on Gemma 3 270M (ja->en BLEU 10.2 -> 2.7,
 # JCommonsenseQA 20% -> 0%), so it is there when asked for, not by default.
 AUTO = "auto"
 # --quantize values (applied by quantize.py; here so the light config module can check them).
@@ -75,7 +76,7 @@ def for_model(settings: Settings, spec: object | None) -> Settings:
 
     changes: dict = {}
     if settings.mode == AUTO:
-        changes["mode"] = "coconut" if spec is not None else "off"
+        changes["mode"] = spec.trained_mode() if spec is not None else "off"
     if settings.seed is None and settings.temperature > 0:
         import secrets
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from latent_gemma_cli.cli import app
 from latent_gemma_cli.latent_spec import LatentSpec
+from latent_gemma_cli.models_registry import latent_trained
 
 runner = CliRunner()
 
@@ -30,6 +31,40 @@ def test_default_mode_is_off_untrained_and_coconut_for_a_latent_model(tiny_gemma
     data = json.loads(ask(latent, "--json", "hello").stdout)
     assert data["mode"] == "coconut" and data["num_thoughts"] == 3
     assert json.loads(ask(latent, "--json", "--mode", "soft", "hello").stdout)["mode"] == "soft"
+
+
+def test_a_model_trained_at_stage_0_only_runs_without_thoughts_by_default(tiny_gemma2, tmp_path):
+    # it learned [prompt] answer with no markers: `auto` must not wrap its prompt in <bot><eot>
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(json.dumps({"question": f"Is Tom a lempus {i}?", "answer": "yes"}) + "\n" for i in range(4)),
+        encoding="utf-8",
+    )
+    plain = tmp_path / "plain"
+    args = ["train", "--model", str(tiny_gemma2), "--data", str(rows), "--out", str(plain), "--stages", "0"]
+    trained = runner.invoke(app, [*args, "--steps-per-stage", "1", "--batch-size", "2", "--device", "cpu", "-q"])
+    assert trained.exit_code == 0, trained.stderr
+    assert LatentSpec.load(plain).mode == "off"
+    assert not latent_trained(plain) and not latent_trained(tiny_gemma2)  # `lgemma models`: latent "no"
+    data = json.loads(ask(plain, "--json", "hello").stdout)
+    assert data["mode"] == "off" and data["num_thoughts"] == 0
+    assert json.loads(ask(plain, "--json", "--mode", "coconut", "hello").stdout)["mode"] == "coconut"
+    # files written before the mode was recorded this way said `coconut` for such a model
+    older = tmp_path / "older"
+    shutil.copytree(tiny_gemma2, older)
+    LatentSpec(num_thoughts=0, mode="coconut", curriculum={"stages": [0], "max_stage": 0}).save(older)
+    assert json.loads(ask(older, "--json", "hello").stdout)["mode"] == "off"
+    LatentSpec(num_thoughts=0, curriculum={"stages": [0], "stage0_bot": True}).save(older)  # trained with <bot>
+    assert json.loads(ask(older, "--json", "hello").stdout)["mode"] == "coconut" and latent_trained(older)
+
+
+def test_an_unknown_mode_in_the_latent_file_is_one_line_and_exit_1(tiny_gemma2, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_gemma2, broken)
+    LatentSpec(mode="telepathy").save(broken)
+    result = ask(broken, "hello")
+    assert result.exit_code == 1
+    assert "unknown mode 'telepathy'" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_sampling_without_a_seed_draws_one_records_it_and_the_json_replays_the_run(tiny_gemma2):

@@ -74,7 +74,8 @@ def latent_spec(trainer: Any):
         eot=trainer.markers[1],
         thoughts_per_step=cur.thoughts_per_step,
         num_thoughts=cur.inference_thoughts,
-        mode="coconut",
+        # a model trained at stage 0 only, without markers, is used as it was trained: plain decoding
+        mode="off" if max(cur.stages()) == 0 and not cur.stage0_bot else "coconut",
         feedback=cfg.feedback,
         pause=trainer.markers[2] if len(trainer.markers) > 2 else None,
         base_model=cfg.model,
