@@ -14,7 +14,9 @@ time in <out>/ledger.jsonl, summed across sittings):
    13a for English), chrF, the semantic metric, exact match, tokens and seconds per example;
 3. length behaviour: per report, outputs that used the whole `--max-new-tokens` budget (cut), and
    outputs whose source ends a sentence (。.?!？！) but which do not;
-4. registration of the better fine-tuned model (ja->en BLEU) as `gemma-3-270m-enja`, so
+4. sentences outside the data set (SAMPLES: news-like, names and numbers) translated by each model
+   with `lgemma translate` in its default mode;
+5. registration of the better fine-tuned model (ja->en BLEU) as `gemma-3-270m-enja`, so
    `lgemma translate --model gemma-3-270m-enja --to en file.txt` uses it, in its own mode.
 
 Interrupt it at any point and run the same command again: finished models and reports are reused,
@@ -51,6 +53,24 @@ ROWS = (
     ("latent, off", "latent", "off"),
 )
 SENTENCE_END = tuple("。.?!？！」)")
+# Sentences outside the data set (written for this benchmark: news-like, longer, names and numbers),
+# translated by each model with `lgemma translate` in its default mode, so a reader can judge beyond BLEU.
+SAMPLES = {
+    "ja": [
+        "東京都は3日、新たに1,234人の感染者を確認したと発表した。",
+        "田中さんは2025年4月に大阪の会社を辞め、福岡で小さなパン屋を始めた。",
+        "気象庁によると、台風10号は明日の午後、時速25キロで九州南部に近づく見込みです。",
+        "佐藤首相は記者会見で、来年度の予算案を約110兆円とする方針を明らかにした。",
+        "駅前の図書館は改装のため、12月28日から1月5日まで休館します。",
+    ],
+    "en": [
+        "The city council approved a budget of 3.2 billion yen on Tuesday, including funds for two new schools.",
+        "Maria Lopez, 34, won the Tokyo Marathon in 2 hours and 21 minutes, a new personal best.",
+        "Heavy snow is expected in Hokkaido this weekend, and some trains may be cancelled.",
+        "The museum will open at 9 a.m. on March 15, and admission is free for children under 12.",
+        "According to the report, sales of electric cars in Japan rose by 18 percent last year.",
+    ],
+}
 
 
 def finished(model_dir: Path) -> bool:
@@ -91,6 +111,46 @@ def eval_one(args, out: Path, ledger: Ledger, key: str, mode: str, direction: st
     ledger.run(f"eval-{key}", cmd, out / "logs" / f"eval-{key}-{mode}-{direction}.txt", threads=threads)
     partial.replace(report)
     return report
+
+
+def translate_samples(args, out: Path, ledger: Ledger, key: str, source: str, threads: int | None = None) -> Path:
+    """`lgemma translate` of SAMPLES[source] by one model in its default mode (`auto`: the user's path)."""
+    result = out / "samples" / f"{key}-{source}.jsonl"
+    if result.is_file():
+        return result
+    result.parent.mkdir(parents=True, exist_ok=True)
+    text = result.with_suffix(".txt")
+    text.write_text("\n".join(SAMPLES[source]) + "\n", encoding="utf-8")
+    target = "en" if source == "ja" else "ja"
+    cmd = lgemma() + ["translate", "--model", model_path(args, out, key), str(text), "--from", source, "--to", target]
+    cmd += ["--device", "cpu", "--quantize", args.quantize, "--json", "-q"]
+    partial = result.with_suffix(".part")
+    ledger.run(f"samples-{key}", cmd, out / "logs" / f"samples-{key}-{source}.txt", stdout=partial, threads=threads)
+    partial.replace(result)
+    return result
+
+
+def read_samples(args, out: Path) -> dict:
+    """{source: [{"source": line, key: translation, key + "_mode": mode, ...}]} from translate_samples'
+    JSON (one record per chunk, joined by line); the mode is what `auto` picks for the model."""
+    from latent_gemma_cli.latent_spec import LatentSpec
+
+    table: dict = {}
+    for source, lines in SAMPLES.items():
+        rows = [{"source": line} for line in lines]
+        for key in ("base", "plain", "latent"):
+            path = out / "samples" / f"{key}-{source}.jsonl"
+            if not path.is_file():
+                continue
+            spec = None if key == "base" else LatentSpec.load(model_path(args, out, key))
+            chunks: dict[int, list[str]] = {}
+            for record in (json.loads(x) for x in path.read_text(encoding="utf-8").split("\n") if x.strip()):
+                chunks.setdefault(record["line"], []).append(record["translation"])
+            for line, parts in chunks.items():
+                rows[line][key] = ("" if source == "en" else " ").join(parts)
+                rows[line][f"{key}_mode"] = spec.trained_mode() if spec else "off"
+        table[source] = rows
+    return table
 
 
 def length_check(report: dict, max_new: int, sources: dict[str, str]) -> dict:
@@ -223,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             list(pool.map(train, ("plain", "latent")))
             list(pool.map(lambda e: eval_one(args, out, ledger, *e, threads=threads), evals))
+            samples = [(key, source) for key in ("base", "plain", "latent") for source in SAMPLES]
+            list(pool.map(lambda e: translate_samples(args, out, ledger, *e, threads=threads), samples))
 
     results: dict = {
         "command": " ".join(["python", "benchmarks/translator.py"] + (argv if argv is not None else sys.argv[1:])),
@@ -237,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             path = out / "reports" / f"{key}-{mode}-{direction}.json"
             if path.is_file():
                 results["reports"][f"{key}-{mode}-{direction}"] = summary(path, args.max_new_tokens, sources)
+    results["samples"] = read_samples(args, out)
     done = {
         k: results["reports"].get(f"{k}-off-ja-en" if k == "plain" else f"{k}-coconut-ja-en")
         for k in ("plain", "latent")
@@ -247,6 +310,13 @@ def main(argv: list[str] | None = None) -> int:
         register(args.register, out / "models" / best)
     (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     print(table(results))
+    for source, rows in results["samples"].items():
+        print(f"\nsentences outside the data set, {source} -> {'en' if source == 'ja' else 'ja'}:")
+        for row in rows:
+            print(f"  source: {row['source']}")
+            for key in ("base", "plain", "latent"):
+                if key in row:
+                    print(f"  {key} ({row.get(key + '_mode')}): {row[key]}")
     print(
         "\ntime (all sittings): "
         + ", ".join(

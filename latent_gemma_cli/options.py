@@ -22,7 +22,7 @@ ModeOpt = Annotated[
     typer.Option(
         "--mode",
         autocompletion=complete_mode,
-        help="Latent mode: auto | coconut | soft | off. [default: config `mode`, auto: coconut for a latent-trained model, else off]",
+        help="Latent mode: auto | coconut | soft | off. [default: config `mode`, auto: the mode the model was trained for, off if untrained]",
     ),
 ]
 ThoughtsOpt = Annotated[
