@@ -181,6 +181,39 @@ def summary(path: Path, max_new: int, sources: dict[str, str]) -> dict:
     }
 
 
+def significance(out: Path, direction: str, tokenize: str) -> dict:
+    """sacrebleu's paired bootstrap (1,000 resamples) of every evaluated row against `plain`:
+    {key-mode: {"bleu_p": p, "chrf_p": p}}: the chance of a difference this large between two systems
+    that differ by chance only (sacrebleu's null-centred bootstrap; outputs identical to plain's get 1,
+    where sacrebleu's convention gives 1/1001)."""
+    from sacrebleu.metrics import BLEU, CHRF
+    from sacrebleu.significance import PairedTest
+
+    systems, refs = [], None
+    for _, key, mode in (("plain", "plain", "off"),) + tuple(r for r in ROWS if r[1] != "plain"):
+        path = out / "reports" / f"{key}-{mode}-{direction}.json"
+        if not path.is_file():
+            continue
+        records = json.loads(path.read_text(encoding="utf-8"))["examples"][mode]
+        systems.append((f"{key}-{mode}", [r["prediction"] for r in records]))
+        refs = refs or [r["reference"] for r in records]
+    if len(systems) < 2 or systems[0][0] != "plain-off":
+        return {}
+    test = PairedTest(
+        systems, {"BLEU": BLEU(tokenize=tokenize), "chrF": CHRF()}, [refs], test_type="bs", n_samples=1000
+    )
+    _, scores = test()
+    return {
+        name: (
+            {"bleu_p": 1.0, "chrf_p": 1.0}
+            if predictions == systems[0][1]
+            else {"bleu_p": scores["BLEU"][i].p_value, "chrf_p": scores["chrF2"][i].p_value}
+        )
+        for i, (name, predictions) in enumerate(systems)
+        if i > 0
+    }
+
+
 def register(name: str, model_dir: Path) -> None:
     cmd = lgemma() + ["download", str(model_dir.resolve()), "--name", name, "--force", "-q"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -196,19 +229,24 @@ def table(results: dict) -> str:
     lines = []
     for direction in DIRECTIONS:
         lines.append(f"\n{direction} ({results['test_rows']} test rows)\n")
-        lines.append("| model, mode | BLEU | chrF | semantic | exact % | tokens | s/example | cut | no sentence end |")
-        lines.append("|---|---|---|---|---|---|---|---|---|")
+        lines.append(
+            "| model, mode | BLEU | chrF | p vs plain (BLEU / chrF) | semantic | exact % | tokens | s/example | cut "
+            "| no sentence end |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for label, key, mode in ROWS:
             s = results["reports"].get(f"{key}-{mode}-{direction}")
             if s is None:
-                lines.append(f"| {label} | not run | | | | | | | |")
+                lines.append(f"| {label} | not run | | | | | | | | |")
                 continue
 
             def f(x, d=1):
                 return "-" if x is None else f"{x:.{d}f}"
 
+            sig = results.get("significance", {}).get(direction, {}).get(f"{key}-{mode}")
+            p = "-" if sig is None else f"{sig['bleu_p']:.3f} / {sig['chrf_p']:.3f}"
             lines.append(
-                f"| {label} | {f(s['bleu'])} ({s['bleu_tokenize']}) | {f(s['chrf'])} | {f(s['semantic'])} | "
+                f"| {label} | {f(s['bleu'])} ({s['bleu_tokenize']}) | {f(s['chrf'])} | {p} | {f(s['semantic'])} | "
                 f"{f(s['exact_match'])} | {f(s['tokens'])} | {f(s['seconds'], 2)} | {s['length']['cut_at_budget']} | "
                 f"{s['length']['no_sentence_end']} |"
             )
@@ -225,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a smoke run: a few rows and steps")
     ap.add_argument("--table-only", action="store_true")
     ap.add_argument("--register", default="gemma-3-270m-enja", help="name for the better model ('': none)")
-    ap.add_argument("--train-rows", type=int, default=4000, help="pairs (each trains both directions)")
+    ap.add_argument(
+        "--train-rows", type=int, default=4000, help="training examples: the first N/2 pairs, each in both directions"
+    )
     ap.add_argument("--steps", type=int, default=300, help="optimizer updates of each model")
     ap.add_argument("--thoughts", type=int, default=2, help="continuous thoughts of the latent model")
     ap.add_argument("--batch-size", type=int, default=8)
@@ -300,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             if path.is_file():
                 results["reports"][f"{key}-{mode}-{direction}"] = summary(path, args.max_new_tokens, sources)
     results["samples"] = read_samples(args, out)
+    results["significance"] = {d: significance(out, d, "13a" if d.endswith("en") else "ja-mecab") for d in DIRECTIONS}
     done = {
         k: results["reports"].get(f"{k}-off-ja-en" if k == "plain" else f"{k}-coconut-ja-en")
         for k in ("plain", "latent")
