@@ -52,7 +52,14 @@ ROWS = (
     ("latent, coconut", "latent", "coconut"),
     ("latent, off", "latent", "off"),
 )
-SENTENCE_END = tuple("。.?!？！」)")
+SENTENCE_END = tuple("。.?!？！")
+CLOSERS = "\"'」』）)”’"  # a sentence may end inside quotes or brackets: `He said, "Go."`
+
+
+def ends_sentence(text: str) -> bool:
+    return text.rstrip().rstrip(CLOSERS).rstrip().endswith(SENTENCE_END)
+
+
 # Sentences outside the data set (written for this benchmark: news-like, longer, names and numbers),
 # translated by each model with `lgemma translate` in its default mode, so a reader can judge beyond BLEU.
 SAMPLES = {
@@ -153,19 +160,19 @@ def read_samples(args, out: Path) -> dict:
     return table
 
 
-def length_check(report: dict, max_new: int, sources: dict[str, str]) -> dict:
+def length_check(report: dict, max_new: int, sources: dict[str, str], direction: str) -> dict:
     """Outputs cut by the token budget, and outputs that stop short of a sentence end their source has."""
     records = report["examples"][report["modes"][0]]
     cut = sum(1 for r in records if (r.get("num_tokens") or 0) >= max_new)
     short = 0
     for r in records:
-        src = sources.get(str(r.get("id")), "")
-        if src.rstrip().endswith(SENTENCE_END) and not r["prediction"].rstrip().endswith(SENTENCE_END):
+        src = sources[f"{direction}:{r.get('id')}"]
+        if ends_sentence(src) and not ends_sentence(r["prediction"]):
             short += 1
     return {"cut_at_budget": cut, "no_sentence_end": short, "rows": len(records)}
 
 
-def summary(path: Path, max_new: int, sources: dict[str, str]) -> dict:
+def summary(path: Path, max_new: int, sources: dict[str, str], direction: str) -> dict:
     report = json.loads(path.read_text(encoding="utf-8"))
     m = report["results"][report["modes"][0]]["metrics"]
     return {
@@ -177,7 +184,7 @@ def summary(path: Path, max_new: int, sources: dict[str, str]) -> dict:
         "exact_match": m["accuracy"],
         "tokens": m["tokens_per_example"],
         "seconds": m["seconds_per_example"],
-        "length": length_check(report, max_new, sources),
+        "length": length_check(report, max_new, sources, direction),
     }
 
 
@@ -305,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     sources = {}
     for direction in DIRECTIONS:
         for e in read_dataset(Path(args.data_dir) / "test.jsonl", direction=direction).examples:
-            sources[str(e.id)] = e.question
+            sources[f"{direction}:{e.id}"] = e.question  # the same id names a row in both directions
 
     if not args.table_only:
         # `--jobs` commands at once, each with its share of the cores (the models train independently)
@@ -338,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         for direction in DIRECTIONS:
             path = out / "reports" / f"{key}-{mode}-{direction}.json"
             if path.is_file():
-                results["reports"][f"{key}-{mode}-{direction}"] = summary(path, args.max_new_tokens, sources)
+                results["reports"][f"{key}-{mode}-{direction}"] = summary(path, args.max_new_tokens, sources, direction)
     results["samples"] = read_samples(args, out)
     results["significance"] = {d: significance(out, d, "13a" if d.endswith("en") else "ja-mecab") for d in DIRECTIONS}
     done = {
