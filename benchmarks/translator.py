@@ -130,7 +130,7 @@ def translate_samples(args, out: Path, ledger: Ledger, key: str, source: str, th
     text.write_text("\n".join(SAMPLES[source]) + "\n", encoding="utf-8")
     target = "en" if source == "ja" else "ja"
     cmd = lgemma() + ["translate", "--model", model_path(args, out, key), str(text), "--from", source, "--to", target]
-    cmd += ["--device", "cpu", "--quantize", args.quantize, "--json", "-q"]
+    cmd += ["--mode", "auto", "--device", "cpu", "--quantize", args.quantize, "--json", "-q"]
     partial = result.with_suffix(".part")
     ledger.run(f"samples-{key}", cmd, out / "logs" / f"samples-{key}-{source}.txt", stdout=partial, threads=threads)
     partial.replace(result)
@@ -166,7 +166,7 @@ def length_check(report: dict, max_new: int, sources: dict[str, str], direction:
     cut = sum(1 for r in records if (r.get("num_tokens") or 0) >= max_new)
     short = 0
     for r in records:
-        src = sources[f"{direction}:{r.get('id')}"]
+        src = sources.get(f"{direction}:{r.get('id')}", "")
         if ends_sentence(src) and not ends_sentence(r["prediction"]):
             short += 1
     return {"cut_at_budget": cut, "no_sentence_end": short, "rows": len(records)}
@@ -196,12 +196,15 @@ def significance(out: Path, direction: str, tokenize: str) -> dict:
     from sacrebleu.metrics import BLEU, CHRF
     from sacrebleu.significance import PairedTest
 
-    systems, refs = [], None
+    systems, refs, ids = [], None, None
     for _, key, mode in (("plain", "plain", "off"),) + tuple(r for r in ROWS if r[1] != "plain"):
         path = out / "reports" / f"{key}-{mode}-{direction}.json"
         if not path.is_file():
             continue
         records = json.loads(path.read_text(encoding="utf-8"))["examples"][mode]
+        if ids is not None and [r["id"] for r in records] != ids:
+            continue  # not the same rows as plain's report: no paired test
+        ids = ids or [r["id"] for r in records]
         systems.append((f"{key}-{mode}", [r["prediction"] for r in records]))
         refs = refs or [r["reference"] for r in records]
     if len(systems) < 2 or systems[0][0] != "plain-off":
@@ -304,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         k: getattr(args, k)
         for k in ("model", "train_rows", "steps", "thoughts", "batch_size", "lr", "warmup_steps", "lora_r", "seed")
     }
-    shape |= {"max_length": args.max_length}
+    shape |= {"max_length": args.max_length, "test_rows": args.test_rows, "max_new_tokens": args.max_new_tokens}
     check_settings(ap, out, shape)
 
     from latent_gemma_cli.datasets import read_dataset

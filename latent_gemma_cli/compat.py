@@ -66,7 +66,9 @@ class LatentReasoningGemmaForCausalLM:
         cfg = type(self).DEFAULT_CONFIG
         mode = cfg.get("latent_mode", "auto")
         if mode == "auto":
-            mode = "coconut" if self.spec is not None else "soft"
+            # the mode the model was trained for (`off` for a stage-0-only fine-tune); the
+            # compatibility API's training-free default for an untrained model stays `soft`
+            mode = self.spec.trained_mode() if self.spec is not None else "soft"
         thoughts = None if self.spec is not None else cfg.get("continuous_thoughts", 4)
         return engine.Settings(
             mode=mode,

@@ -377,7 +377,7 @@ def model_info(
         "path": str(path),
         # A hub cache snapshot directory is named by its commit.
         "revision": path.name if path.parent.name == "snapshots" else None,
-        "latent_trained": spec is not None,
+        "latent_trained": spec is not None and spec.trained_mode() != "off",  # as `lgemma models` says
         "base_model": spec.base_model if spec is not None else None,
     }
     if loaded is not None:

@@ -66,7 +66,7 @@ class LatentSpec:
         """The mode the model was trained for, which `--mode auto` uses: `off` for a model trained at
         stage 0 only without markers (older files say `coconut` for it too), else the recorded mode."""
         stages = self.curriculum.get("stages") if isinstance(self.curriculum, dict) else None
-        if stages and max(stages) == 0 and not self.curriculum.get("stage0_bot") and self.pause is None:
+        if stages and max(stages) == 0 and not self.curriculum.get("stage0_bot"):
             return "off"
         return self.mode
 
@@ -92,3 +92,8 @@ class LatentSpec:
             raise ValueError(f"bot and eot must be different tokens, both are {self.bot!r}")
         if not isinstance(self.curriculum, dict):
             raise ValueError(f"curriculum must be an object, got {type(self.curriculum).__name__}")
+        stages = self.curriculum.get("stages")
+        if stages is not None and not (
+            isinstance(stages, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in stages)
+        ):
+            raise ValueError(f"curriculum stages must be a list of stage numbers, got {stages!r}")

@@ -56,3 +56,19 @@ def test_trained_model_uses_coconut(tiny_gemma2, tmp_path):
     )
     assert gen.num_thoughts == 2
     assert model.generate_answer(question=question, k=2, max_length=len(gen.prompt_ids) + 4) == gen.answer
+
+
+def test_a_stage_0_fine_tune_runs_without_thoughts_through_the_api(tiny_gemma2, tmp_path):
+    import shutil
+
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_gemma2, plain)
+    LatentSpec(num_thoughts=0, mode="off", curriculum={"stages": [0]}).save(plain)
+    model = latent_gemma_cli.LatentReasoningGemmaForCausalLM.from_pretrained(str(plain))
+    settings = model._settings(k=1, max_new_tokens=4)
+    assert settings.mode == "off"
+    question = "Is Tom a lempus?"
+    ids = prompt_ids(model.tokenizer, question)
+    gen = engine.generate(model.model, model.tokenizer, ids, settings, spec=model.spec)
+    assert gen.num_thoughts == 0
+    assert model.generate_answer(question=question, k=1, max_length=len(ids) + 4) == gen.answer

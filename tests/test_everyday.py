@@ -58,13 +58,19 @@ def test_a_model_trained_at_stage_0_only_runs_without_thoughts_by_default(tiny_g
     assert json.loads(ask(older, "--json", "hello").stdout)["mode"] == "coconut" and latent_trained(older)
 
 
-def test_an_unknown_mode_in_the_latent_file_is_one_line_and_exit_1(tiny_gemma2, tmp_path):
+def test_an_unknown_mode_or_bad_stages_in_the_latent_file_is_one_line_and_exit_1(tiny_gemma2, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_gemma2, broken)
-    LatentSpec(mode="telepathy").save(broken)
-    result = ask(broken, "hello")
-    assert result.exit_code == 1
-    assert "unknown mode 'telepathy'" in result.stderr and "Traceback" not in result.stderr
+    for spec, needle in (
+        (LatentSpec(mode="telepathy"), "unknown mode 'telepathy'"),
+        (LatentSpec(curriculum={"stages": 3}), "curriculum stages must be a list"),
+        (LatentSpec(curriculum={"stages": [0, "x"]}), "curriculum stages must be a list"),
+    ):
+        spec.save(broken)
+        result = ask(broken, "hello")
+        assert result.exit_code == 1
+        assert needle in result.stderr and "Traceback" not in result.stderr
+        assert latent_trained(broken)  # `lgemma models` lists it without failing; loading names the problem
 
 
 def test_sampling_without_a_seed_draws_one_records_it_and_the_json_replays_the_run(tiny_gemma2):
