@@ -19,6 +19,9 @@ time in <out>/ledger.jsonl, summed across sittings):
 5. registration of the better fine-tuned model (ja->en BLEU) as `gemma-3-270m-enja`, so
    `lgemma translate --model gemma-3-270m-enja --to en file.txt` uses it, in its own mode.
 
+`--sweep-thoughts 1,2,4` first picks the latent model's thought count: a short run per count
+(`--sweep-steps` updates), scored in coconut mode by BLEU on `--sweep-rows` dev rows per direction.
+
 Interrupt it at any point and run the same command again: finished models and reports are reused,
 an unfinished training run continues from its last checkpoint (`--resume auto`).
 
@@ -84,21 +87,60 @@ def finished(model_dir: Path) -> bool:
     return (model_dir / "config.json").is_file() and (model_dir / "train_fingerprints.json").is_file()
 
 
-def train_cmd(kind: str, args, out: Path) -> list[str]:
+def train_cmd(kind: str, args, out: Path, thoughts: int | None = None, steps: int | None = None) -> list[str]:
     data = Path(args.data_dir)
     cmd = lgemma() + ["train", "--model", args.model, "--out", str(out), "--device", "cpu", "--lora"]
     cmd += ["--data", str(data / "train.jsonl"), "--direction", "both", "--limit", str(args.train_rows)]
     cmd += ["--valid", str(data / "dev.jsonl"), "--valid-limit", str(args.valid_limit)]
     cmd += ["--lr", str(args.lr), "--warmup-steps", str(args.warmup_steps), "--batch-size", str(args.batch_size)]
     cmd += ["--lora-r", str(args.lora_r), "--lora-alpha", str(2 * args.lora_r), "--seed", str(args.seed)]
-    cmd += ["--max-length", str(args.max_length), "--steps-per-stage", str(args.steps), "--final-epochs", "0"]
+    steps = args.steps if steps is None else steps
+    cmd += ["--max-length", str(args.max_length), "--steps-per-stage", str(steps), "--final-epochs", "0"]
     cmd += ["--checkpoint-every", str(args.checkpoint_every), "--keep-checkpoints", "1", "--resume", "auto"]
     cmd += ["--log-every", "5", "--bucket-by-length"]
     if kind == "plain":
         cmd += ["--stages", "0"]
     else:
-        cmd += ["--first-stage", "1", "--stages", "1", "-c", str(args.thoughts)]
+        cmd += ["--first-stage", "1", "--stages", "1", "-c", str(args.thoughts if thoughts is None else thoughts)]
     return cmd
+
+
+def sweep(args, out: Path, ledger: Ledger, threads: int | None = None) -> dict:
+    """`--sweep-thoughts`: one short latent run per thought count (`--sweep-steps` updates on the
+    same rows with the same seed), each scored in coconut mode by BLEU on the first `--sweep-rows`
+    rows of the dev split in both directions; the best mean wins (a tie: fewer thoughts).
+    Returns {"scores": {c: {direction: bleu, "mean": m}}, "chosen": c}; kept in <out>/sweep/."""
+    done = out / "sweep" / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text(encoding="utf-8"))
+    counts = [int(c) for c in args.sweep_thoughts.split(",")]
+
+    def one(c: int) -> dict:
+        target = out / "sweep" / f"c{c}"
+        if not finished(target):
+            cmd = train_cmd("latent", args, target, thoughts=c, steps=args.sweep_steps)
+            ledger.run(f"sweep-train-c{c}", cmd, out / "logs" / f"sweep-train-c{c}.txt", threads=threads)
+        scores = {}
+        for direction in DIRECTIONS:
+            report = target.parent / f"c{c}-{direction}.json"
+            if not report.is_file():
+                cmd = lgemma() + ["eval", "--model", str(target), "--data", str(Path(args.data_dir) / "dev.jsonl")]
+                cmd += ["--direction", direction, "--modes", "coconut", "--device", "cpu", "--quantize", args.quantize]
+                cmd += ["--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.eval_batch_size)]
+                cmd += ["--limit", str(args.sweep_rows), "--json", "--out", str(report.with_suffix(".part")), "-q"]
+                log = out / "logs" / f"sweep-eval-c{c}-{direction}.txt"
+                ledger.run(f"sweep-eval-c{c}", cmd, log, threads=threads)
+                report.with_suffix(".part").replace(report)
+            scores[direction] = json.loads(report.read_text(encoding="utf-8"))["results"]["coconut"]["metrics"]["bleu"]
+        scores["mean"] = sum(scores[d] for d in DIRECTIONS) / len(DIRECTIONS)
+        return scores
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        scores = dict(zip(counts, pool.map(one, counts)))
+    chosen = max(sorted(scores), key=lambda c: (scores[c]["mean"], -c))
+    result = {"scores": {str(c): v for c, v in scores.items()}, "chosen": chosen, "steps": args.sweep_steps}
+    done.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return result
 
 
 def model_path(args, out: Path, key: str) -> str:
@@ -293,10 +335,26 @@ def main(argv: list[str] | None = None) -> int:
         "--quantize", default="none", help="eval's --quantize (none: fp32, the trained weights as they are)"
     )
     ap.add_argument("--jobs", type=int, default=1, help="commands at once (2: both models train side by side)")
+    ap.add_argument(
+        "--sweep-thoughts",
+        default="",
+        help="pick the latent model's thoughts from these counts (e.g. 1,2,4) by short runs scored on dev; "
+        "overrides --thoughts",
+    )
+    ap.add_argument("--sweep-steps", type=int, default=100, help="updates of each sweep run")
+    ap.add_argument("--sweep-rows", type=int, default=100, help="dev rows per direction scoring each sweep run")
     args = ap.parse_args(argv)
     if args.quick:
         for k, v in dict(
-            train_rows=8, steps=2, batch_size=2, valid_limit=2, test_rows=3, max_new_tokens=8, checkpoint_every=1
+            train_rows=8,
+            steps=2,
+            sweep_steps=1,
+            sweep_rows=2,
+            batch_size=2,
+            valid_limit=2,
+            test_rows=3,
+            max_new_tokens=8,
+            checkpoint_every=1,
         ).items():
             if getattr(args, k) == ap.get_default(k):
                 setattr(args, k, v)
@@ -308,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in ("model", "train_rows", "steps", "thoughts", "batch_size", "lr", "warmup_steps", "lora_r", "seed")
     }
     shape |= {"max_length": args.max_length, "test_rows": args.test_rows, "max_new_tokens": args.max_new_tokens}
+    shape |= {"sweep_thoughts": args.sweep_thoughts, "sweep_steps": args.sweep_steps, "sweep_rows": args.sweep_rows}
     check_settings(ap, out, shape)
 
     from latent_gemma_cli.datasets import read_dataset
@@ -329,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
                 if finished(target) and (target / "checkpoints").is_dir():
                     shutil.rmtree(target / "checkpoints")
 
+        if args.sweep_thoughts:
+            args.thoughts = sweep(args, out, ledger, threads)["chosen"]
+            print(f"sweep: the latent model trains with {args.thoughts} thoughts", flush=True)
         evals = [(key, mode, direction) for _, key, mode in ROWS for direction in DIRECTIONS]
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             list(pool.map(train, ("plain", "latent")))
@@ -350,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
             if path.is_file():
                 results["reports"][f"{key}-{mode}-{direction}"] = summary(path, args.max_new_tokens, sources, direction)
     results["samples"] = read_samples(args, out)
+    if (out / "sweep" / "result.json").is_file():
+        results["sweep"] = json.loads((out / "sweep" / "result.json").read_text(encoding="utf-8"))
     results["significance"] = {d: significance(out, d, "13a" if d.endswith("en") else "ja-mecab") for d in DIRECTIONS}
     done = {
         k: results["reports"].get(f"{k}-off-ja-en" if k == "plain" else f"{k}-coconut-ja-en")
@@ -361,6 +425,12 @@ def main(argv: list[str] | None = None) -> int:
         register(args.register, out / "models" / best)
     (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     print(table(results))
+    if "sweep" in results:
+        sw = results["sweep"]
+        scores = ", ".join(f"{c}: {v['mean']:.1f}" for c, v in sw["scores"].items())
+        print(
+            f"\nthought sweep ({sw['steps']} updates each, dev BLEU mean of both directions): {scores}; chosen {sw['chosen']}"
+        )
     for source, rows in results["samples"].items():
         print(f"\nsentences outside the data set, {source} -> {'en' if source == 'ja' else 'ja'}:")
         for row in rows:
