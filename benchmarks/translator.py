@@ -124,13 +124,11 @@ def sweep(args, out: Path, ledger: Ledger, threads: int | None = None) -> dict:
         for direction in DIRECTIONS:
             report = target.parent / f"c{c}-{direction}.json"
             if not report.is_file():
-                cmd = lgemma() + ["eval", "--model", str(target), "--data", str(Path(args.data_dir) / "dev.jsonl")]
-                cmd += ["--direction", direction, "--modes", "coconut", "--device", "cpu", "--quantize", args.quantize]
-                cmd += ["--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.eval_batch_size)]
-                cmd += ["--limit", str(args.sweep_rows), "--json", "--out", str(report.with_suffix(".part")), "-q"]
+                part = report.with_suffix(".part")
+                cmd = eval_cmd(args, str(target), "dev", direction, "coconut", args.sweep_rows, part)
                 log = out / "logs" / f"sweep-eval-c{c}-{direction}.txt"
                 ledger.run(f"sweep-eval-c{c}", cmd, log, threads=threads)
-                report.with_suffix(".part").replace(report)
+                part.replace(report)
             scores[direction] = json.loads(report.read_text(encoding="utf-8"))["results"]["coconut"]["metrics"]["bleu"]
         scores["mean"] = sum(scores[d] for d in DIRECTIONS) / len(DIRECTIONS)
         return scores
@@ -143,6 +141,14 @@ def sweep(args, out: Path, ledger: Ledger, threads: int | None = None) -> dict:
     return result
 
 
+def eval_cmd(args, model: str, split: str, direction: str, mode: str, rows: int, report: Path) -> list[str]:
+    """`lgemma eval` of one model, mode and direction on the first `rows` rows of a split."""
+    cmd = lgemma() + ["eval", "--model", model, "--data", str(Path(args.data_dir) / f"{split}.jsonl")]
+    cmd += ["--direction", direction, "--modes", mode, "--device", "cpu", "--quantize", args.quantize]
+    cmd += ["--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.eval_batch_size)]
+    return cmd + ["--limit", str(rows), "--json", "--out", str(report), "--per-example", "-q"]
+
+
 def model_path(args, out: Path, key: str) -> str:
     return args.model if key == "base" else str(out / "models" / key)
 
@@ -153,10 +159,7 @@ def eval_one(args, out: Path, ledger: Ledger, key: str, mode: str, direction: st
         return report
     report.parent.mkdir(parents=True, exist_ok=True)
     partial = report.with_suffix(".part")
-    cmd = lgemma() + ["eval", "--model", model_path(args, out, key), "--data", str(Path(args.data_dir) / "test.jsonl")]
-    cmd += ["--direction", direction, "--modes", mode, "--device", "cpu", "--quantize", args.quantize]
-    cmd += ["--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.eval_batch_size)]
-    cmd += ["--limit", str(args.test_rows), "--json", "--out", str(partial), "--per-example", "-q"]
+    cmd = eval_cmd(args, model_path(args, out, key), "test", direction, mode, args.test_rows, partial)
     ledger.run(f"eval-{key}", cmd, out / "logs" / f"eval-{key}-{mode}-{direction}.txt", threads=threads)
     partial.replace(report)
     return report
@@ -182,6 +185,7 @@ def translate_samples(args, out: Path, ledger: Ledger, key: str, source: str, th
 def read_samples(args, out: Path) -> dict:
     """{source: [{"source": line, key: translation, key + "_mode": mode, ...}]} from translate_samples'
     JSON (one record per chunk, joined by line); the mode is what `auto` picks for the model."""
+    from latent_gemma_cli.chunking import join_chunks
     from latent_gemma_cli.latent_spec import LatentSpec
 
     table: dict = {}
@@ -196,7 +200,7 @@ def read_samples(args, out: Path) -> dict:
             for record in (json.loads(x) for x in path.read_text(encoding="utf-8").split("\n") if x.strip()):
                 chunks.setdefault(record["line"], []).append(record["translation"])
             for line, parts in chunks.items():
-                rows[line][key] = ("" if source == "en" else " ").join(parts)
+                rows[line][key] = join_chunks(parts, "ja" if source == "en" else "en")
                 rows[line][f"{key}_mode"] = spec.trained_mode() if spec else "off"
         table[source] = rows
     return table

@@ -13,9 +13,9 @@ from typing import Any
 from .errors import UsageError
 
 MODES = ("coconut", "soft", "off")
-
 # `auto`, the default: the mode a trained model was trained for (`coconut`, or `off` for one
-# fine-tuned at stage 0 only: `LatentSpec.trained_mode`), `off` for an untrained model. Training-free `soft` measured worse than `off` on Gemma 3 270M (ja->en BLEU 10.2 -> 2.7,
+# fine-tuned at stage 0 only: `LatentSpec.trained_mode`), `off` for an untrained model.
+# Training-free `soft` measured worse than `off` on Gemma 3 270M (ja->en BLEU 10.2 -> 2.7,
 # JCommonsenseQA 20% -> 0%), so it is there when asked for, not by default.
 AUTO = "auto"
 # --quantize values (applied by quantize.py; here so the light config module can check them).

@@ -69,19 +69,20 @@ def latent_spec(trainer: Any):
         "paths_stage": "not trained",
         "train_rows": len(trainer.data),
     }
-    return LatentSpec(
+    spec = LatentSpec(
         bot=trainer.markers[0],
         eot=trainer.markers[1],
         thoughts_per_step=cur.thoughts_per_step,
         num_thoughts=cur.inference_thoughts,
-        # a model trained at stage 0 only, without markers, is used as it was trained: plain decoding
-        mode="off" if max(cur.stages()) == 0 and not cur.stage0_bot else "coconut",
+        mode="coconut",
         feedback=cfg.feedback,
         pause=trainer.markers[2] if len(trainer.markers) > 2 else None,
         base_model=cfg.model,
         curriculum=curriculum,
         training_data_sha256=trainer.data.sha256,
     )
+    spec.mode = spec.trained_mode()  # `off` for a stage-0-only fine-tune: it runs as it was trained
+    return spec
 
 
 def fingerprints(trainer: Any) -> dict:
