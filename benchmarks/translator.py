@@ -271,7 +271,8 @@ def significance(out: Path, direction: str, tokenize: str) -> dict:
 
 
 def register(name: str, model_dir: Path) -> None:
-    cmd = lgemma() + ["download", str(model_dir.resolve()), "--name", name, "--force", "-q"]
+    # never --force: a name the user already registered (or re-pointed) is theirs; the refusal is printed
+    cmd = lgemma() + ["download", str(model_dir.resolve()), "--name", name, "-q"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     print(
         f"registered {model_dir} as {name!r}: lgemma translate --model {name} --to en FILE"
