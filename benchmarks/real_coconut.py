@@ -153,7 +153,7 @@ def make_data(args, out: Path, ledger: Ledger) -> dict[str, str]:
     if all(p.is_file() for p in files.values()):
         return {k: str(v) for k, v in files.items()}
     data.mkdir(parents=True, exist_ok=True)
-    shape = ["--lang", "both", "--style", args.style, "--steps", args.steps, "--hops", args.hops]
+    shape = ["--lang", "both", "--style", args.style, "--steps", args.steps, "--hops", args.hops, "--vocab", args.vocab]
     shape += ["--distractors", str(args.distractors), "--branches", str(args.branches)]
     raw = {}
     for k, (name, n) in enumerate((("train", args.train_rows), ("valid", args.valid_rows), ("test", args.test_rows))):
@@ -387,6 +387,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--style", default="taxonomy")
     ap.add_argument("--steps", default="concepts")
     ap.add_argument("--hops", default="3")
+    ap.add_argument(
+        "--vocab",
+        default="made-up",
+        choices=("made-up", "words"),
+        help="concept names: made-up (2-3 Gemma tokens each) or words (everyday nouns, one token each)",
+    )
     ap.add_argument("--distractors", type=int, default=4)
     ap.add_argument("--branches", type=int, default=2)
     # training
@@ -462,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
             "style",
             "steps",
             "hops",
+            "vocab",
             "distractors",
             "branches",
             "cot_steps",

@@ -43,6 +43,9 @@ learned by a small model one at a time:
   makes a walk backwards from a candidate a search); sometimes a third person on an extra
   concept; `branches` is not used.
 
+`vocab="words"` draws concept names from a list of everyday nouns that are one Gemma token each
+(see WORDS), translated in the Japanese rendering.
+
 Concept and people names can come from the caller (`names=`, `people=`), e.g. the vocabulary of
 an existing data set, so that a word-level tokenizer covers both; the same name is used in the
 Japanese rendering then.
@@ -82,6 +85,29 @@ JA_ONSETS = [
 JA_VOWELS = ["ン", "ー", "ル", "ム", "ロ", "レ", "キ", "ノ", "リ", "ミ"]
 STYLES = ("chain", "prosqa", "taxonomy")
 STEP_FORMATS = ("facts", "concepts")
+VOCABS = ("made-up", "words")
+# Everyday nouns paired with their Japanese, each one token of Gemma 3's tokenizer in every place the
+# problems put it (with and without a leading space, at the start of a line, between Japanese
+# particles; checked with the tokenizer of Gemma 3 270M). With `vocab="words"` a step of
+# `steps="concepts"` is one token plus its newline, so one continuous thought can stand for one
+# concept: the made-up names are 2-3 tokens each ("zok" "pus"). Vowel-initial words are left out so
+# that "is a X" stays grammatical.
+WORDS = [
+    tuple(pair.split("/"))
+    for pair in (
+        "cat/猫 dog/犬 bird/鳥 fish/魚 horse/馬 cow/牛 pig/豚 sheep/羊 bear/熊 wolf/狼 fox/狐 tiger/虎 "
+        "snake/蛇 frog/蛙 tree/木 flower/花 stone/石 river/川 mountain/山 sea/海 sky/空 star/星 moon/月 "
+        "rain/雨 snow/雪 wind/風 fire/火 water/水 gold/金 silver/銀 sand/砂 cloud/雲 book/本 door/扉 "
+        "bell/鐘 rice/米 tea/茶 salt/塩 milk/乳 bread/パン cake/菓子 ship/船 car/車 bridge/橋 road/道 "
+        "house/家 shop/店 city/町 village/村 king/王 queen/女王 teacher/先生 student/学生 child/子供 "
+        "friend/友達 song/歌 picture/絵 paper/紙 bean/豆 leaf/葉 root/根 seed/種 bone/骨 blood/血 "
+        "heart/心 hand/手 foot/足 mouth/口 nose/鼻 tooth/歯 hair/髪 skin/肌 shell/貝 wing/羽 tail/尾 "
+        "horn/角 bee/蜂 spider/蜘蛛 duck/鴨 crow/烏 deer/鹿 rabbit/兎 monkey/猿 turtle/亀 whale/鯨 "
+        "shark/鮫 crab/蟹 sword/剣 shield/盾 bow/弓 flag/旗 box/箱 bag/袋 cup/杯 bowl/椀 knife/刀 key/鍵 "
+        "lamp/灯 mirror/鏡 clock/時計 chair/椅子 desk/机 wall/壁 window/窓 garden/庭 field/畑 forest/森 "
+        "lake/湖 pond/池 valley/谷 cave/洞"
+    ).split()
+]
 PEOPLE = [
     ("Tom", "トム"),
     ("Sally", "サリー"),
@@ -164,11 +190,13 @@ def _render(
     )
 
 
-def make_problem(rng: random.Random, hops: int, distractors: int, branches: int, lang: str, ident: str) -> Problem:
+def make_problem(
+    rng: random.Random, hops: int, distractors: int, branches: int, lang: str, ident: str, vocab: str = "made-up"
+) -> Problem:
     """One problem with a `hops`-step gold chain."""
     n_pos = hops + branches
     n_neg = hops + max(2, distractors // 2)
-    words = _words(rng, n_pos + n_neg)
+    words = _name_pairs(rng, n_pos + n_neg, None, vocab)
     pos, neg = list(range(n_pos)), list(range(n_pos, n_pos + n_neg))
     people = rng.sample(range(len(PEOPLE)), 2)
     who, other = people
@@ -202,8 +230,12 @@ def make_problem(rng: random.Random, hops: int, distractors: int, branches: int,
     return _render(rng, lang, ident, hops, facts, name, [concept(c) for c in chain], concept(distractor))
 
 
-def _name_pairs(rng: random.Random, n: int, names: list[str] | None) -> list[tuple[str, str]]:
+def _name_pairs(rng: random.Random, n: int, names: list[str] | None, vocab: str = "made-up") -> list[tuple[str, str]]:
     if names is None:
+        if vocab == "words":
+            if n > len(WORDS):
+                raise ValueError(f"{n} distinct concept names needed, the word list has {len(WORDS)}")
+            return rng.sample(WORDS, n)
         return _words(rng, n)
     if len(set(names)) < n:
         raise ValueError(f"{n} distinct concept names needed, {len(set(names))} given")
@@ -219,6 +251,7 @@ def make_prosqa_problem(
     ident: str,
     names: list[str] | None = None,
     people: list[tuple[str, str]] | None = None,
+    vocab: str = "made-up",
 ) -> Problem:
     """One problem shaped like the paper's ProsQA graphs (see the module docstring)."""
     people = people or PEOPLE
@@ -226,7 +259,7 @@ def make_prosqa_problem(
     n_neg_extra = max(0, distractors + rng.randint(-2, 2))
     neg_len = rng.randint(1, min(3, hops))
     n_neg = neg_len + n_neg_extra
-    words = _name_pairs(rng, n_pos + n_neg, names)
+    words = _name_pairs(rng, n_pos + n_neg, names, vocab)
     n_people = 3 if rng.random() < 0.35 else 2
     persons = rng.sample(range(len(people)), n_people)
     who, others = persons[0], persons[1:]
@@ -328,11 +361,12 @@ def make_taxonomy_problem(
     names: list[str] | None = None,
     people: list[tuple[str, str]] | None = None,
     one_person: bool = False,
+    vocab: str = "made-up",
 ) -> Problem:
     """One problem in which every concept has one parent (see the module docstring)."""
     people = people or PEOPLE
     n_extra = max(0, distractors + rng.randint(-2, 2))
-    words = _name_pairs(rng, 2 * hops + n_extra + one_person, names)
+    words = _name_pairs(rng, 2 * hops + n_extra + one_person, names, vocab)
     persons = rng.sample(range(len(people)), 3 if rng.random() < 0.35 else 2)
     who, other = persons[0], persons[1]
     if one_person:  # the distractor chain hangs from a concept no fact reaches, not from a person
@@ -382,6 +416,7 @@ def generate(
     people: list[str] | None = None,
     one_person: bool = False,
     steps: str = "facts",
+    vocab: str = "made-up",
 ) -> Iterator[Problem]:
     """`n` problems (per language with `lang="both"`), reproducible from `seed`.
 
@@ -394,11 +429,17 @@ def generate(
     `steps`: "facts" (each step is the fact it uses: "Every felpus is a yumpus.") or "concepts"
     (each step is only the concept it reaches: "yumpus"; one word, so a small model's chain of
     thought is one lookup per token and a continuous thought can stand for exactly one step).
+    `vocab`: "made-up" concept names ("zokpus" / "ゾムヴァパス", 2-3 Gemma tokens) or "words" (everyday
+    nouns, "cat" / "猫", one Gemma token each: see WORDS).
     """
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}: {', '.join(STYLES)}")
     if steps not in STEP_FORMATS:
         raise ValueError(f"unknown step format {steps!r}: {', '.join(STEP_FORMATS)}")
+    if vocab not in VOCABS:
+        raise ValueError(f"unknown vocabulary {vocab!r}: {', '.join(VOCABS)}")
+    if names is not None and vocab != "made-up":
+        raise ValueError("names= replaces the vocabulary: leave vocab at 'made-up'")
     if style == "chain" and (names is not None or people is not None):
         raise ValueError("names= and people= need style='prosqa' or 'taxonomy'")
     pairs = [(p, p) for p in dict.fromkeys(people)] if people is not None else None
@@ -413,11 +454,11 @@ def generate(
             rng.setstate(state)  # the same graph in both languages
             ident = f"synth-{seed}-{i:05d}-{code}"
             if style == "prosqa":
-                problem = make_prosqa_problem(rng, h, distractors, branches, code, ident, names, pairs)
+                problem = make_prosqa_problem(rng, h, distractors, branches, code, ident, names, pairs, vocab)
             elif style == "taxonomy":
-                problem = make_taxonomy_problem(rng, h, distractors, code, ident, names, pairs, one_person)
+                problem = make_taxonomy_problem(rng, h, distractors, code, ident, names, pairs, one_person, vocab)
             else:
-                problem = make_problem(rng, h, distractors, branches, code, ident)
+                problem = make_problem(rng, h, distractors, branches, code, ident, vocab)
             if steps == "concepts":
                 problem.steps = list(problem.meta["chain"])
             yield problem

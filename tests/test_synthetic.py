@@ -279,3 +279,36 @@ def test_cli_concept_steps(tmp_path):
         assert r["answer"].endswith(f" {r['steps'][-1]}.")
     bad = CliRunner().invoke(app, ["synth", "--steps", "words"])
     assert bad.exit_code == 2 and "step" in bad.stderr
+
+
+def test_word_vocabulary_names_concepts_with_paired_everyday_nouns(tmp_path):
+    from latent_gemma_cli.synthetic import WORDS
+
+    en_of = dict((ja, en) for en, ja in WORDS)
+    assert len(en_of) == len(WORDS) == len({en for en, _ in WORDS})  # unique in both languages
+    assert not any(en[0] in "aeiou" for en, _ in WORDS)  # "is a X" stays grammatical
+    for style in ("chain", "prosqa", "taxonomy"):
+        rows = list(generate(8, seed=2, lang="both", style=style, hops=(3, 4), steps="concepts", vocab="words"))
+        for en, ja in zip(rows[::2], rows[1::2]):
+            assert all(step in dict(WORDS) for step in en.steps), en.steps
+            # the Japanese problem is the same graph with every concept translated
+            assert [en_of[s] for s in ja.steps] == en.steps
+            assert en_of[ja.meta["distractor"]] == en.meta["distractor"]
+            for word, sentence in zip(en.steps[1:], en.steps):
+                assert f"Every {sentence} is a {word}." in en.question
+            assert en.answer.endswith(f" {en.steps[-1]}.") and ja.answer.endswith(f"は{ja.steps[-1]}です。")
+    made_up = [p.to_json() for p in generate(4, seed=2, style="taxonomy")]
+    assert made_up == [p.to_json() for p in generate(4, seed=2, style="taxonomy", vocab="made-up")]
+    assert made_up != [p.to_json() for p in generate(4, seed=2, style="taxonomy", vocab="words")]
+    import pytest
+
+    with pytest.raises(ValueError):
+        list(generate(1, vocab="klingon"))
+    out = tmp_path / "w.jsonl"
+    ok = CliRunner().invoke(app, ["synth", "--n", "2", "--style", "taxonomy", "--vocab", "words", "-o", str(out)])
+    assert ok.exit_code == 0, ok.stderr
+    assert all(
+        r["meta"]["target"] in dict(WORDS) for r in map(json.loads, out.read_text(encoding="utf-8").split("\n")[:-1])
+    )
+    bad = CliRunner().invoke(app, ["synth", "--vocab", "klingon"])
+    assert bad.exit_code == 2 and "unknown vocabulary" in bad.stderr and "Traceback" not in bad.stderr

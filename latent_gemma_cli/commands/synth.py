@@ -33,16 +33,25 @@ def synth(
             help="facts (each step states the fact it uses) | concepts (each step is the concept it reaches, one word).",
         ),
     ] = "facts",
+    vocab: Annotated[
+        str,
+        typer.Option(
+            "--vocab",
+            help="made-up (concept names like 'zokpus', 2-3 Gemma tokens) | words (everyday nouns, one Gemma token each).",
+        ),
+    ] = "made-up",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Generate multi-hop "Is Tom a A or B?" problems with their reasoning steps and answers."""
     from ..errors import UsageError
-    from ..synthetic import STEP_FORMATS, STYLES, generate
+    from ..synthetic import STEP_FORMATS, STYLES, VOCABS, generate
 
     if style not in STYLES:
         raise UsageError(f"unknown style {style!r}", hint=f"use --style {', '.join(STYLES)}")
     if steps not in STEP_FORMATS:
         raise UsageError(f"unknown step format {steps!r}", hint=f"use --steps {', '.join(STEP_FORMATS)}")
+    if vocab not in VOCABS:
+        raise UsageError(f"unknown vocabulary {vocab!r}", hint=f"use --vocab {', '.join(VOCABS)}")
     if lang not in ("en", "ja", "both"):
         raise UsageError(f"unknown language {lang!r}", hint="use --lang en, ja or both")
     try:
@@ -52,7 +61,10 @@ def synth(
         raise UsageError(f"bad --hops {hops!r}", hint="use N or MIN-MAX, e.g. 3-5") from None
     if not 1 <= span[0] <= span[1]:
         raise UsageError(f"bad --hops {hops!r}: need 1 <= MIN <= MAX")
-    lines = (p.to_json() + "\n" for p in generate(n, seed, lang, span, distractors, branches, style=style, steps=steps))
+    lines = (
+        p.to_json() + "\n"
+        for p in generate(n, seed, lang, span, distractors, branches, style=style, steps=steps, vocab=vocab)
+    )
     if output is None:
         import sys
 
