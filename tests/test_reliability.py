@@ -797,3 +797,51 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     )
     assert proc.stdout.count("\n") == 1 and '"question"' in proc.stdout
     assert proc.stderr == ""
+
+
+def test_a_second_train_into_the_same_out_is_refused_while_the_first_runs(tiny_gemma2, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(
+            json.dumps({"question": f"Is Tom a lempus {i}?", "steps": ["a", "b"], "answer": "yes"}) + "\n"
+            for i in range(4)
+        ),
+        encoding="utf-8",
+    )
+    out = tmp_path / "run"
+    args = ["train", "--model", tiny_gemma2, "--data", rows, "--out", out, "--steps-per-stage", "1", "--stages", "1"]
+    args += ["--batch-size", "2", "--device", "cpu", "--checkpoint-every", "1", "-q"]
+    from latent_gemma_cli.training.trainer import LOCK_NAME
+
+    first = lgemma(*args, "--max-steps", "1")  # a run stopped with a checkpoint, to be resumed
+    assert first.exit_code == 0 and (out / "checkpoints").is_dir(), first.stderr
+    before = {p.relative_to(out): sha(p) for p in out.rglob("*") if p.is_file() and p.name != LOCK_NAME}
+    # another process (`lgemma train --resume auto` in a second terminal) holds the run's lock
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import filelock, sys, time; lock = filelock.FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); time.sleep(120)",
+            str(out / LOCK_NAME),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused = lgemma(*args, "--resume", "auto")
+        assert refused.exit_code == 2 and "another lgemma train is writing to" in one_error_line(refused)
+        after = {p.relative_to(out): sha(p) for p in out.rglob("*") if p.is_file() and p.name != LOCK_NAME}
+        assert after == before, "the running job's checkpoint and metrics are untouched"
+    finally:
+        holder.kill()  # a killed holder leaves no stale lock: the OS drops it with the process
+        holder.wait()
+    done = lgemma(*args, "--resume", "auto")
+    assert done.exit_code == 0, done.stderr
+    assert (out / "lgemma_latent.json").is_file()
+    assert "another lgemma train" not in lgemma(*args, "--resume", "auto").stderr  # the finished run let go
+    fresh = tmp_path / "fresh"  # a run killed before its first checkpoint leaves its lock file: still ours
+    fresh.mkdir()
+    (fresh / LOCK_NAME).write_text("")
+    args[args.index(out)] = fresh
+    assert lgemma(*args).exit_code == 0

@@ -40,7 +40,9 @@ def check_out_dir(out: str | Path, model_path: str | Path | None = None) -> None
             hint="choose a new directory for --out",
         )
     # A run killed before its first checkpoint leaves only lgemma's own metrics.jsonl: still ours.
-    foreign = [p for p in out.iterdir() if p.name not in ("metrics.jsonl", ".metrics.jsonl.tmp")]
+    from .trainer import LOCK_NAME
+
+    foreign = [p for p in out.iterdir() if p.name not in ("metrics.jsonl", ".metrics.jsonl.tmp", LOCK_NAME)]
     if foreign and not checkpoints_dir(out).is_dir():
         raise UsageError(
             f"--out {out} is not empty and holds no lgemma training checkpoints; it would be overwritten",

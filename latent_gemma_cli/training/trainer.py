@@ -33,6 +33,9 @@ from typing import Any, Callable
 from .curriculum import Curriculum, mixed_stage
 from .prepare import LoraSettings
 
+LOCK_NAME = ".lgemma-train.lock"
+
+
 Event = Callable[[dict], None]
 
 
@@ -363,13 +366,35 @@ class Trainer:
 
     # the run ----------------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        self._setup()
+        self.out.mkdir(parents=True, exist_ok=True)
+        with self._exclusive():
+            return self._run()
+
+    def _exclusive(self):
+        """Hold `<out>/.lgemma-train.lock` for the run (the main process; other ranks share its
+        directory): a second `lgemma train` into the same --out, e.g. `--resume auto` typed in
+        another terminal while the first still runs, would interleave checkpoints and metrics."""
+        if not self.accelerator.is_main_process:
+            return nullcontext()
+        import filelock
+
+        try:
+            return filelock.FileLock(str(self.out / LOCK_NAME)).acquire(timeout=0)  # released on leaving `with`
+        except filelock.Timeout:
+            from ..errors import UsageError
+
+            raise UsageError(
+                f"another lgemma train is writing to {self.out}",
+                hint="wait for it to finish, or stop it (Ctrl-C saves a checkpoint) and run again with --resume auto",
+            ) from None
+
+    def _run(self) -> TrainResult:
         from . import checkpoint
         from .output import save_final
         from .validate import validate
 
-        self._setup()
         cfg, acc = self.config, self.accelerator
-        self.out.mkdir(parents=True, exist_ok=True)
         resume = self._resume_point()
         if resume is None and acc.is_main_process:
             checkpoint.truncate_metrics(
