@@ -163,6 +163,18 @@ class LatentRunner:
                 rows.append(row.to(self.dtype) @ weight)
         return torch.stack(rows) * torch.tensor(self.embed_scale, dtype=self.dtype, device=self.device)
 
+    def next_token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head on final hidden states (the model's final logit soft-capping included), float32."""
+        logits = self.model.get_output_embeddings()(hidden).float()
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+    def token_mixture(self, logits: torch.Tensor) -> torch.Tensor:
+        """scale * softmax(logits) @ E over the whole vocabulary; (batch, hidden), differentiable."""
+        weight = self._plain_embedding.weight
+        probs = torch.softmax(logits, dim=-1)[..., : weight.shape[0]].to(weight.dtype)
+        return (probs @ weight) * self.embed_scale
+
     def feedback(self, hidden: torch.Tensor, transform: str) -> torch.Tensor:
         """Turn a final hidden state into the next thought's input (`identity` is the paper's)."""
         if transform == "identity":
@@ -179,6 +191,13 @@ class LatentRunner:
                 if not training:
                     self._mean_embed_norm = target
             return hidden * (target / hidden.float().norm(dim=-1, keepdim=True)).to(hidden.dtype)
+        if transform == "token_mix":
+            # The expected input embedding under the model's next-token distribution at this
+            # position: softmax over the whole vocabulary (temperature 1, no nucleus, so it is
+            # differentiable and the same in training and inference) times the embedding table.
+            # A pretrained model's layers read token embeddings; a raw final hidden state is
+            # far from any (its top-1 decode can be the right token while its direction is not).
+            return self.token_mixture(self.next_token_logits(hidden))
         if transform == "pause":
             # The paper's "pause as thought" control: one fixed (learned) vector at every thought
             # position, whatever the hidden state; it is what the embedding module outputs for

@@ -14,7 +14,7 @@ from .settings import MODES
 
 LATENT_FILE = "lgemma_latent.json"
 FORMAT_VERSION = 1
-FEEDBACKS = ("identity", "embed_norm", "pause")
+FEEDBACKS = ("identity", "embed_norm", "token_mix", "pause")
 
 
 @dataclass
@@ -28,7 +28,10 @@ class LatentSpec:
     mode: str = "coconut"
     # How a final hidden state becomes the next thought's input: `identity` is the paper's
     # (fed unscaled to the first decoder layer); `embed_norm` rescales it to the mean
-    # token-embedding norm. Recorded with the model, never applied silently. `pause` is the
+    # token-embedding norm; `token_mix` feeds the expected token embedding under the model's own
+    # next-token distribution there (a point among the embeddings the pretrained layers read,
+    # differentiable, a mixture where the model is unsure). Recorded with the model, never
+    # applied silently. `pause` is the
     # paper's "pause as thought" control: every thought position is fed the embedding of the
     # `pause` token (one fixed learned vector), never a hidden state.
     feedback: str = "identity"

@@ -166,6 +166,11 @@ def naive_loss(model, seq, feedback="identity"):
         if feedback == "embed_norm":  # rescaled to the mean norm of what the embedding module outputs
             target = (emb.weight.norm(dim=-1).mean() * getattr(emb, "embed_scale", 1.0)).detach()
             h = h * target / h.norm(dim=-1, keepdim=True)
+        if feedback == "token_mix":  # softmax(LM head) over the vocabulary times the embedding table
+            logits = model.get_output_embeddings()(h).float()
+            cap = getattr(model.config, "final_logit_softcapping", None)
+            logits = torch.tanh(logits / cap) * cap if cap else logits
+            h = (torch.softmax(logits, dim=-1) @ emb.weight) * getattr(emb, "embed_scale", 1.0)
         if feedback == "pause":  # the pause token's embedding, whatever the hidden state
             h = emb(torch.tensor([[PAUSE]]))
         x = torch.cat([x, h], dim=1)
@@ -209,6 +214,26 @@ def test_cached_loss_and_grads_equal_naive(request, which, stage):
     assert got.tokens == tokens
     assert abs(float(got.total / got.tokens) - float(want / tokens)) < LOSS_TOL
     _close_grads(got_grads, want_grads)
+
+
+@pytest.mark.parametrize("which", ["g2", "g3"])
+def test_token_mix_feedback_loss_and_grads_equal_naive(request, which):
+    g = request.getfixturevalue(which)  # g2: Gemma 2's final logit soft-capping is part of it
+    model = g.model
+    seqs = [_seq(g, "Is Tom a lempus?", 2), _seq(g, "Every wumpus is a yumpus. Is Tom a lempus or a gorpus?", 3)]
+    model.zero_grad(set_to_none=True)
+    got = batch_loss(LatentRunner(model), seqs, pad_id=0, feedback="token_mix")
+    (got.total / got.tokens).backward()
+    got_grads = _grads(model)
+    want = sum(naive_loss(model, s, "token_mix") for s in seqs)
+    (want / got.tokens).backward()
+    want_grads = _grads(model)
+    assert abs(float(got.total - want)) / got.tokens < LOSS_TOL
+    _close_grads(got_grads, want_grads)
+    with torch.no_grad():
+        plain = batch_loss(LatentRunner(model), seqs, pad_id=0)
+        normed = batch_loss(LatentRunner(model), seqs, pad_id=0, feedback="embed_norm")
+    assert min(abs(float(plain.total - got.total)), abs(float(normed.total - got.total))) > 1e-3  # really applied
 
 
 def test_embed_norm_feedback_loss_and_grads_equal_naive(g3):
@@ -660,6 +685,13 @@ def test_cli_train_records_the_feedback_transform(tiny_gemma3, tmp_path):
     res = CliRunner().invoke(app, args + ["--feedback", "embed_norm"])
     assert res.exit_code == 0, res.output
     assert load_model(str(out), device="cpu").spec.feedback == "embed_norm"
+    mix = CliRunner().invoke(app, args + ["--out", str(tmp_path / "mix"), "--feedback", "token_mix"])
+    assert mix.exit_code == 0, mix.output
+    assert load_model(str(tmp_path / "mix"), device="cpu").spec.feedback == "token_mix"
+    asked = CliRunner().invoke(
+        app, ["ask", "-m", str(tmp_path / "mix"), "--json", "--max-new-tokens", "3", "Is Tom a lempus?"]
+    )
+    assert asked.exit_code == 0 and json.loads(asked.stdout)["mode"] == "coconut", asked.stderr
     bad = CliRunner().invoke(app, args + ["--out", str(tmp_path / "other"), "--feedback", "double"])
     assert bad.exit_code == 2 and "--feedback" in bad.stderr
     on = CliRunner().invoke(app, args + ["--out", str(tmp_path / "bot"), "--stage0-bot", "--valid", str(train)])

@@ -118,7 +118,7 @@ def train(
         str,
         typer.Option(
             "--feedback",
-            help="How a thought's last hidden state becomes the next input: identity (the paper's) | embed_norm (rescaled to the mean token-embedding norm) | pause (the paper's pause-as-thought control: every thought position gets one fixed learned <pause> embedding instead, same curriculum). Recorded with the model.",
+            help="How a thought's last hidden state becomes the next input: identity (the paper's) | embed_norm (rescaled to the mean token-embedding norm) | token_mix (the expected token embedding under the model's own next-token distribution: softmax of its logits over the whole vocabulary, times the embedding table) | pause (the paper's pause-as-thought control: every thought position gets one fixed learned <pause> embedding instead, same curriculum). Recorded with the model.",
         ),
     ] = "identity",
     lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).")] = 1e-4,
