@@ -11,7 +11,8 @@ CPU time in <out>/ledger.jsonl, summed across sittings):
    * CoT: the steps as text (stage 0), `--cot-steps` updates from the base model;
    * COCONUT: from the CoT model, `--first-stage 1`: latent stages 1..N (`--steps-per-stage`
      each) and the final all-latent stage (`--final-steps`), thoughts fed back (`--feedback`:
-     the paper's `identity`, or `embed_norm`, rescaled to the mean token-embedding norm);
+     the paper's `identity`, `embed_norm`, rescaled to the mean token-embedding norm, or
+     `token_mix`, the expected token embedding under the model's next-token distribution);
    * pause: the same curriculum from the same CoT model with `--feedback pause` (the paper's
      "pause as thought" control: every thought position gets one fixed learned embedding);
    * No-CoT: answer only, from the base model, as many updates as CoT + the latent stages.
@@ -423,8 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--feedback",
         default="identity",
-        choices=("identity", "embed_norm"),
-        help="COCONUT's thought feedback: the paper's hidden state, or rescaled to the mean embedding norm",
+        choices=("identity", "embed_norm", "token_mix"),
+        help="COCONUT's thought feedback: the paper's hidden state, rescaled to the mean embedding norm, or the expected token embedding under the next-token distribution (token_mix)",
     )
     ap.add_argument("--max-length", type=int, default=384)
     ap.add_argument("--valid-limit", type=int, default=40)
