@@ -348,7 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--sweep-steps", type=int, default=100, help="updates of each sweep run")
     ap.add_argument("--sweep-rows", type=int, default=100, help="dev rows per direction scoring each sweep run")
+    ap.add_argument("--sweep-only", action="store_true", help="run the sweep, print its result and stop")
     args = ap.parse_args(argv)
+    if args.sweep_only and not args.sweep_thoughts:
+        ap.error("--sweep-only needs --sweep-thoughts")
     if args.quick:
         for k, v in dict(
             train_rows=8,
@@ -394,8 +397,12 @@ def main(argv: list[str] | None = None) -> int:
                     shutil.rmtree(target / "checkpoints")
 
         if args.sweep_thoughts:
-            args.thoughts = sweep(args, out, ledger, threads)["chosen"]
+            result = sweep(args, out, ledger, threads)
+            args.thoughts = result["chosen"]
             print(f"sweep: the latent model trains with {args.thoughts} thoughts", flush=True)
+            if args.sweep_only:
+                print(json.dumps(result, indent=2))
+                return 0
         evals = [(key, mode, direction) for _, key, mode in ROWS for direction in DIRECTIONS]
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             list(pool.map(train, ("plain", "latent")))
