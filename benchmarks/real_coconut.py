@@ -10,7 +10,8 @@ CPU time in <out>/ledger.jsonl, summed across sittings):
 2. for every seed, four models trained with `lgemma train --lora` on the same rows:
    * CoT: the steps as text (stage 0), `--cot-steps` updates from the base model;
    * COCONUT: from the CoT model, `--first-stage 1`: latent stages 1..N (`--steps-per-stage`
-     each) and the final all-latent stage (`--final-steps`), thoughts fed back (`--feedback`:
+     each) and the final all-latent stage (`--final-steps`); with `--stage0-bot`, first a stage 0
+     with `<bot>` after the prompt (`--stage0-steps`); thoughts fed back (`--feedback`:
      the paper's `identity`, `embed_norm`, rescaled to the mean token-embedding norm, or
      `token_mix`, the expected token embedding under the model's next-token distribution);
    * pause: the same curriculum from the same CoT model with `--feedback pause` (the paper's
@@ -196,7 +197,8 @@ def finished(model_dir: Path) -> bool:
 
 
 def train_cmd(method: str, args, files: dict, base: str, out: Path, seed: int) -> list[str]:
-    latent_steps = (args.stages + args.stage0_bot) * args.steps_per_stage + args.final_steps
+    stage0 = (args.stage0_steps or args.steps_per_stage) if args.stage0_bot else 0
+    latent_steps = stage0 + args.stages * args.steps_per_stage + args.final_steps
     cmd = lgemma() + ["train", "--model", base, "--out", str(out), "--device", "cpu", "--lora"]
     cmd += ["--lr", str(args.lr), "--warmup-steps", str(args.warmup_steps), "--batch-size", str(args.batch_size)]
     cmd += ["--lora-r", str(args.lora_r), "--lora-alpha", str(2 * args.lora_r), "--seed", str(seed)]
@@ -209,6 +211,7 @@ def train_cmd(method: str, args, files: dict, base: str, out: Path, seed: int) -
         cmd += ["--data", files["train"], "--first-stage", first, "--stages", str(args.stages)]
         cmd += ["-c", str(args.thoughts_per_step)]
         cmd += ["--stage0-bot"] if args.stage0_bot else []
+        cmd += ["--stage0-epochs", str(args.stage0_steps)] if args.stage0_bot and args.stage0_steps else []
         cmd += ["--steps-per-stage", str(args.steps_per_stage), "--final-epochs", str(args.final_steps)]
         cmd += ["--mix-prob", str(args.mix_prob), "--mix-from", args.mix_from]
         cmd += ["--feedback", "pause" if method == "pause" else args.feedback]
@@ -422,6 +425,12 @@ def main(argv: list[str] | None = None) -> int:
         "the update budget)",
     )
     ap.add_argument(
+        "--stage0-steps",
+        type=int,
+        default=None,
+        help="with --stage0-bot: updates of that stage 0 (`train --stage0-epochs`); default --steps-per-stage",
+    )
+    ap.add_argument(
         "--feedback",
         default="identity",
         choices=("identity", "embed_norm", "token_mix"),
@@ -485,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_length",
             "feedback",
             "stage0_bot",
+            "stage0_steps",
             "thoughts_per_step",
         )
     }

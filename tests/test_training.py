@@ -61,6 +61,12 @@ def test_stage_schedule_three_steps():
     assert Curriculum(max_stage=2, first_stage=1).stages() == [1, 2, 3]
     with pytest.raises(ValueError, match="first stage"):
         Curriculum(max_stage=2, first_stage=3).validate()
+    # stage 0 may have its own length (the paper's GSM8k recipe: a longer initial stage)
+    c0 = Curriculum(max_stage=2, steps_per_stage=4, final_epochs=2, stage0_length=9)
+    assert [c0.stage_length(s) for s in c0.stages()] == [9, 4, 4, 2]
+    assert "stage0_length" not in Curriculum().to_dict()  # absent at its default: old checkpoints resume
+    with pytest.raises(ValueError, match="language stage"):
+        Curriculum(stage0_length=0).validate()
 
 
 def test_stage_mixing_is_deterministic_and_earlier():
@@ -694,11 +700,16 @@ def test_cli_train_records_the_feedback_transform(tiny_gemma3, tmp_path):
     assert asked.exit_code == 0 and json.loads(asked.stdout)["mode"] == "coconut", asked.stderr
     bad = CliRunner().invoke(app, args + ["--out", str(tmp_path / "other"), "--feedback", "double"])
     assert bad.exit_code == 2 and "--feedback" in bad.stderr
-    on = CliRunner().invoke(app, args + ["--out", str(tmp_path / "bot"), "--stage0-bot", "--valid", str(train)])
+    # --stage0-epochs: the language stage gets its own length (3 steps here, the others 1)
+    on = CliRunner().invoke(
+        app, args + ["--out", str(tmp_path / "bot"), "--stage0-bot", "--valid", str(train), "--stage0-epochs", "3"]
+    )
     assert on.exit_code == 0, on.output
     recorded = load_model(str(tmp_path / "bot"), device="cpu").spec.curriculum
     assert recorded["stage0_bot"] is True and recorded["stage0_layout"].startswith("[prompt] <bot>")
-    for flag, value in (("--first-stage", "2"), ("--mix-from", "later")):
+    ends = [json.loads(x) for x in (tmp_path / "bot" / "metrics.jsonl").read_text().split("\n") if '"stage_end"' in x]
+    assert [(e["stage"], e["step"]) for e in ends] == [(0, 3), (1, 4), (2, 5)]
+    for flag, value in (("--first-stage", "2"), ("--mix-from", "later"), ("--stage0-epochs", "0")):
         bad = CliRunner().invoke(app, args + ["--out", str(tmp_path / "other"), flag, value])
         assert bad.exit_code == 2 and flag in bad.stderr, bad.output
     assert not (tmp_path / "other").exists()

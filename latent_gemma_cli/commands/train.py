@@ -87,6 +87,13 @@ def train(
             help="Length of the final all-latent stage N+1 (epochs, or steps with --steps-per-stage); 0 skips it. [default: as other stages]",
         ),
     ] = None,
+    stage0_epochs: Annotated[
+        Optional[int],
+        typer.Option(
+            "--stage0-epochs",
+            help="Length of the language stage 0 (epochs, or steps with --steps-per-stage). [default: as other stages]",
+        ),
+    ] = None,
     first_stage: Annotated[
         int,
         typer.Option(
@@ -240,6 +247,7 @@ def train(
         ("--keep-checkpoints", keep_checkpoints, 0),
         ("--log-every", log_every, 1),
         ("--final-epochs", final_epochs if final_epochs is not None else 0, 0),
+        ("--stage0-epochs", stage0_epochs if stage0_epochs is not None else 1, 1),
         ("--max-steps", max_steps if max_steps is not None else 1, 1),
         ("--limit", limit if limit is not None else 1, 1),
     ):
@@ -277,6 +285,7 @@ def train(
             mix_from=mix_from,
             first_stage=first_stage,
             stage0_bot=stage0_bot,
+            stage0_length=stage0_epochs,
         ),
         lr=lr,
         weight_decay=weight_decay,

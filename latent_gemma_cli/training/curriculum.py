@@ -61,6 +61,10 @@ class Curriculum:
     # hidden state) starts stage 1 as a stand-in for that step instead of whatever a pretrained
     # model predicts after an unseen token (a person's name, on the synthetic walks).
     stage0_bot: bool = False
+    # Epochs (or steps, with steps_per_stage) of the language stage 0; None: as other stages. The
+    # paper's GSM8k recipe trains its initial stage longer than each latent stage; a short stage 0
+    # that only teaches <bot> (stage0_bot, from a CoT model) is the opposite case.
+    stage0_length: int | None = None
 
     def validate(self) -> None:
         if self.max_stage < 0:
@@ -73,6 +77,8 @@ class Curriculum:
             raise ValueError("stage mixing probability must be in [0, 1)")
         if not 0 <= self.first_stage <= self.max_stage:
             raise ValueError(f"the first stage must be between 0 and the max stage {self.max_stage}")
+        if self.stage0_length is not None and self.stage0_length < 1:
+            raise ValueError("the language stage must be at least 1 epoch or step")
         if self.mix_from not in MIX_FROM:
             raise ValueError(f"stage mixing draws from {' or '.join(MIX_FROM)}, not {self.mix_from!r}")
 
@@ -94,6 +100,8 @@ class Curriculum:
         """Epochs (or steps, with steps_per_stage) of a stage."""
         if stage == self.final_stage and self.final_epochs is not None:
             return self.final_epochs
+        if stage == 0 and self.stage0_length is not None:
+            return self.stage0_length
         return self.steps_per_stage or self.epochs_per_stage
 
     @property
@@ -102,7 +110,12 @@ class Curriculum:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key, default in (("mix_from", "earlier"), ("first_stage", 0), ("stage0_bot", False)):
+        for key, default in (
+            ("mix_from", "earlier"),
+            ("first_stage", 0),
+            ("stage0_bot", False),
+            ("stage0_length", None),
+        ):
             if data[key] == default:  # absent at its default: checkpoints from before it still resume
                 del data[key]
         return data

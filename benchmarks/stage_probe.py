@@ -1,0 +1,140 @@
+"""Does a COCONUT stage layout work before any latent training? A zero-shot probe per feedback.
+
+Loads a training checkpoint (typically the one `lgemma train --stage0-bot` writes at the end of
+stage 0, i.e. a CoT model that has learnt to predict the first step at `<bot>`), then decodes the
+validation rows at every stage layout -- stage s runs min(s, N) * c thoughts in `coconut` mode
+and the model must write the remaining steps and the answer after `<eot>` -- with each thought
+feedback (`identity`, `embed_norm`, `token_mix`), exactly as `lgemma train` validates a stage
+end (`training/validate.py`). Nothing trains.
+
+If a feedback keeps the stage-0 accuracy at stage 1 with no training, the layout passes the
+chain through the thoughts and the curriculum only has to keep it; if accuracy falls at once,
+the stage transition itself breaks what the CoT model knew, before any update.
+
+    python benchmarks/stage_probe.py --model COT_DIR --checkpoint OUT/checkpoints/step-00000032 \
+        --data valid.jsonl --stages 3 -c 2 --stage0-bot --lora-r 16 --limit 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="the base the checkpoint was trained from")
+    ap.add_argument("--checkpoint", required=True, help="a training checkpoint directory (step-XXXXXXXX)")
+    ap.add_argument("--data", required=True, help="rows to decode (JSON Lines with steps and answer)")
+    ap.add_argument("--limit", type=int, default=24)
+    ap.add_argument("--stages", type=int, default=3)
+    ap.add_argument("-c", "--thoughts-per-step", type=int, default=1)
+    ap.add_argument("--stage0-bot", action="store_true")
+    ap.add_argument("--lora-r", type=int, default=16)
+    ap.add_argument("--feedbacks", default="token_mix,embed_norm,identity")
+    ap.add_argument("--show", type=int, default=2, help="outputs printed per stage and feedback")
+    ap.add_argument("--json", dest="json_out", default=None)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from latent_gemma_cli import tasks
+    from latent_gemma_cli.engine import Engine, Settings
+    from latent_gemma_cli.latent_spec import LatentSpec
+    from latent_gemma_cli.training import checkpoint
+    from latent_gemma_cli.training.curriculum import Curriculum
+    from latent_gemma_cli.training.prepare import LoraSettings, load_trainable_state
+    from latent_gemma_cli.training.trainer import TrainConfig, Trainer
+
+    torch.set_grad_enabled(False)
+    feedbacks = [f.strip() for f in args.feedbacks.split(",") if f.strip()]
+    cur = Curriculum(
+        max_stage=args.stages, thoughts_per_step=args.thoughts_per_step, stage0_bot=args.stage0_bot, steps_per_stage=1
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(
+            model=args.model,
+            data=args.data,
+            out=Path(tmp) / "out",
+            valid=args.data,
+            valid_limit=args.limit,
+            curriculum=cur,
+            lora=LoraSettings(args.lora_r, 2 * args.lora_r, 0.0),
+            device="cpu",
+            precision="no",
+            feedback=feedbacks[0],
+        )
+        trainer = Trainer(cfg)
+        trainer._setup()
+        load_trainable_state(trainer.model, checkpoint.load_tensors(Path(args.checkpoint), 0)["trainable"])
+    model = trainer.hf
+    model.eval()
+    rows = trainer.valid
+    results: dict = {}
+    for feedback in feedbacks:
+        for stage in range(0, args.stages + 2):
+            if stage == 0 and feedback != feedbacks[0]:
+                results[(feedback, 0)] = results[(feedbacks[0], 0)]  # no thoughts: the same decode
+                continue
+            n = min(stage, args.stages) * args.thoughts_per_step
+            spec = LatentSpec(
+                bot=trainer.markers[0],
+                eot=trainer.markers[1],
+                thoughts_per_step=args.thoughts_per_step,
+                num_thoughts=n,
+                feedback=feedback,
+            )
+            engine = Engine(model, trainer.tokenizer, spec)
+            bot = [trainer.marker_ids[0]] if stage == 0 and args.stage0_bot else []
+            correct, start, shown = 0, time.perf_counter(), []
+            by_task: dict[str, list] = {}
+            for ex in rows:
+                by_task.setdefault(tasks.task_of(ex), []).append(ex)
+            for task, group in by_task.items():
+                settings = Settings(
+                    mode="off" if stage == 0 else "coconut",
+                    num_thoughts=n,
+                    max_new_tokens=48,
+                    stop_ids=tasks.stop_ids(trainer.tokenizer, task),
+                )
+                for i in range(0, len(group), 8):
+                    batch = group[i : i + 8]
+                    prompts = [tasks.prompt_ids(trainer.tokenizer, ex) + bot for ex in batch]
+                    for ex, gen in zip(batch, engine.generate_batch(prompts, settings)):
+                        ok = tasks.score(ex, tasks.clean_output(ex, gen.answer, trainer.tokenizer)).correct
+                        correct += ok
+                        if len(shown) < args.show:
+                            shown.append({"gold": ex.steps + [ex.answer], "output": gen.answer, "correct": bool(ok)})
+            acc = correct / len(rows)
+            results[(feedback, stage)] = acc
+            print(
+                f"feedback {feedback:<10} stage {stage} ({n} thoughts): {100 * acc:5.1f}% of {len(rows)}"
+                f"  [{time.perf_counter() - start:.0f} s]",
+                flush=True,
+            )
+            for s in shown:
+                print(f"    {'ok ' if s['correct'] else 'bad'} {s['output']!r}  (gold {s['gold']})", flush=True)
+    if args.json_out:
+        Path(args.json_out).write_text(
+            json.dumps(
+                {
+                    "args": vars(args),
+                    "accuracy": {f"{f}/stage-{s}": a for (f, s), a in results.items()},
+                },
+                indent=2,
+                ensure_ascii=False,
+            ),
+            encoding="utf-8",
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
