@@ -11,6 +11,9 @@ If a feedback keeps the stage-0 accuracy at stage 1 with no training, the layout
 chain through the thoughts and the curriculum only has to keep it; if accuracy falls at once,
 the stage transition itself breaks what the CoT model knew, before any update.
 
+It also prints a lens at the all-latent layout: per thought, how often the position producing it
+predicts the chain of thought's own next token (the concept of its step, or the newline after it).
+
     python benchmarks/stage_probe.py --model COT_DIR --checkpoint OUT/checkpoints/step-00000032 \
         --data valid.jsonl --stages 3 -c 2 --stage0-bot --lora-r 16 --limit 24
 """
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lora-r", type=int, default=16)
     ap.add_argument("--feedbacks", default="token_mix,embed_norm,identity")
     ap.add_argument("--show", type=int, default=2, help="outputs printed per stage and feedback")
+    ap.add_argument("--lens-only", action="store_true", help="skip the decoding, print the lens only")
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args(argv)
 
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     rows = trainer.valid
     results: dict = {}
-    for feedback in feedbacks:
+    for feedback in [] if args.lens_only else feedbacks:
         for stage in range(0, args.stages + 2):
             if stage == 0 and feedback != feedbacks[0]:
                 results[(feedback, 0)] = results[(feedbacks[0], 0)]  # no thoughts: the same decode
@@ -121,12 +125,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             for s in shown:
                 print(f"    {'ok ' if s['correct'] else 'bad'} {s['output']!r}  (gold {s['gold']})", flush=True)
+    lens = {feedback: thought_names(trainer, rows, feedback, args) for feedback in feedbacks}
     if args.json_out:
         Path(args.json_out).write_text(
             json.dumps(
                 {
                     "args": vars(args),
                     "accuracy": {f"{f}/stage-{s}": a for (f, s), a in results.items()},
+                    "lens": lens,
                 },
                 indent=2,
                 ensure_ascii=False,
@@ -134,6 +140,68 @@ def main(argv: list[str] | None = None) -> int:
             encoding="utf-8",
         )
     return 0
+
+
+def thought_names(trainer, rows, feedback: str, args) -> list[float]:
+    """At the all-latent layout (N * c thoughts): how often the top-1 next token of the position
+    that produces thought j (the LM head on its last hidden state, soft-capping included) is the
+    gold concept of step j // c (j % c == 0) or a newline (otherwise), the chain of thought's own
+    tokens in order. Printed and returned per thought."""
+    import torch
+
+    from latent_gemma_cli import tasks
+    from latent_gemma_cli.engine import LatentRunner, run_prefix_batch
+
+    tok = trainer.tokenizer
+    runner = LatentRunner(trainer.hf)
+    c, n = args.thoughts_per_step, args.stages * args.thoughts_per_step
+    newline = set(tok("\n", add_special_tokens=False)["input_ids"][:1])
+    hits = [0] * n
+    from collections import Counter
+
+    seen = [Counter() for _ in range(n)]
+    states: list[torch.Tensor] = []
+    original = runner.feedback
+
+    def recording(state, transform):
+        states.append(state)
+        return original(state, transform)
+
+    runner.feedback = recording
+    for i in range(0, len(rows), 8):
+        batch = rows[i : i + 8]
+        states.clear()
+        run_prefix_batch(
+            runner,
+            [tasks.prompt_ids(tok, ex) for ex in batch],
+            "coconut",
+            n,
+            tuple(trainer.marker_ids[:2]),
+            feedback,
+            pad_id=trainer.pad_id,
+        )
+        for j, state in enumerate(states):
+            top = runner.next_token_logits(state).argmax(-1).tolist()
+            seen[j].update(tok.decode([t]) for t in top)
+            for r, ex in enumerate(batch):
+                if j % c == 0:
+                    k = j // c
+                    if k >= len(ex.steps):
+                        continue
+                    concept = ex.steps[k]
+                    gold = {tok(w, add_special_tokens=False)["input_ids"][0] for w in (concept, " " + concept)}
+                else:
+                    gold = newline
+                hits[j] += top[r] in gold
+    rates = [h / len(rows) for h in hits]
+    print(
+        f"feedback {feedback:<10} lens, {n} thoughts: top-1 next token is the chain's own token in order: "
+        + " ".join(f"t{j + 1} {100 * r:.0f}%" for j, r in enumerate(rates)),
+        flush=True,
+    )
+    for j, counts in enumerate(seen):
+        print(f"    t{j + 1} most frequent top-1: {counts.most_common(4)}", flush=True)
+    return rates
 
 
 if __name__ == "__main__":

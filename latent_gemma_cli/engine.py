@@ -97,6 +97,25 @@ class LatentPrefix:
     stream: "Stream | None" = None
 
 
+def trainable_rows(module: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(token ids, their rows) of an unmerged peft trainable-token layer inside an embedding
+    module, else None: the rows that replace the frozen table's there."""
+    for sub in module.modules():
+        deltas = getattr(sub, "trainable_tokens_delta", None)
+        indices = getattr(sub, "token_indices", None)
+        if (
+            deltas is None
+            or indices is None
+            or getattr(sub, "merged", False)
+            or getattr(sub, "disable_adapters", False)
+        ):
+            continue
+        active = [a for a in sub.active_adapters if a in indices]
+        if len(active) == 1:
+            return torch.as_tensor(indices[active[0]]), deltas[active[0]]
+    return None
+
+
 def plain_module(module: Any) -> Any:
     """The module a wrapper (peft's trainable-token or LoRA layers) wraps, else the module itself.
 
@@ -125,7 +144,11 @@ class LatentRunner:
         params = inspect.signature(model.forward).parameters
         # transformers 5.x renamed the forward's `past_key_values` to `cache`.
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
-        scale = getattr(self.embedding, "embed_scale", None)
+        # Read from the wrapped module: peft's trainable-token wrapper (LoRA training with marker
+        # tokens) has no `embed_scale` of its own, and reading it there gave 1.0 instead of
+        # Gemma's sqrt(hidden), so embed_norm and token_mix thoughts were ~25x too small in
+        # training and right after the merge (RESULTS.md part 11).
+        scale = getattr(self._plain_embedding, "embed_scale", None)
         self.embed_scale = float(scale) if scale is not None else 1.0
         self._mean_embed_norm: torch.Tensor | None = None
         # The pause token's id for the `pause` feedback (the pause-as-thought control).
@@ -170,10 +193,20 @@ class LatentRunner:
         return torch.tanh(logits / cap) * cap if cap else logits
 
     def token_mixture(self, logits: torch.Tensor) -> torch.Tensor:
-        """scale * softmax(logits) @ E over the whole vocabulary; (batch, hidden), differentiable."""
+        """scale * softmax(logits) @ E over the whole vocabulary; (batch, hidden), differentiable.
+
+        E is the embedding the model uses: under LoRA training the marker rows are peft's
+        trainable ones, added as a correction (reading the wrapper's `.weight` would copy the
+        whole table at every thought)."""
         weight = self._plain_embedding.weight
         probs = torch.softmax(logits, dim=-1)[..., : weight.shape[0]].to(weight.dtype)
-        return (probs @ weight) * self.embed_scale
+        out = probs @ weight
+        replaced = trainable_rows(self.embedding)
+        if replaced is not None:
+            index, rows = replaced
+            index = index.to(weight.device)
+            out = out + probs[..., index] @ (rows.to(weight) - weight.index_select(0, index))
+        return out * self.embed_scale
 
     def feedback(self, hidden: torch.Tensor, transform: str) -> torch.Tensor:
         """Turn a final hidden state into the next thought's input (`identity` is the paper's)."""

@@ -167,16 +167,18 @@ def naive_loss(model, seq, feedback="identity"):
     """Recompute the whole sequence with inputs_embeds for every thought (no cache)."""
     emb = model.get_input_embeddings()
     x = emb(torch.tensor([seq.prompt]))
+    # the embedding scale as the module applies it (not an attribute a wrapper might hide)
+    scale = (emb(torch.tensor([[5]]))[0, 0].norm() / emb.weight[5].norm()).detach()
     for _ in range(seq.num_thoughts):
         h = model.base_model(inputs_embeds=x, use_cache=False).last_hidden_state[:, -1:]
         if feedback == "embed_norm":  # rescaled to the mean norm of what the embedding module outputs
-            target = (emb.weight.norm(dim=-1).mean() * getattr(emb, "embed_scale", 1.0)).detach()
+            target = (emb.weight.norm(dim=-1).mean() * scale).detach()
             h = h * target / h.norm(dim=-1, keepdim=True)
         if feedback == "token_mix":  # softmax(LM head) over the vocabulary times the embedding table
             logits = model.get_output_embeddings()(h).float()
             cap = getattr(model.config, "final_logit_softcapping", None)
             logits = torch.tanh(logits / cap) * cap if cap else logits
-            h = (torch.softmax(logits, dim=-1) @ emb.weight) * getattr(emb, "embed_scale", 1.0)
+            h = (torch.softmax(logits, dim=-1) @ emb.weight) * scale
         if feedback == "pause":  # the pause token's embedding, whatever the hidden state
             h = emb(torch.tensor([[PAUSE]]))
         x = torch.cat([x, h], dim=1)
@@ -389,8 +391,14 @@ def test_mlp_checkpointing_keeps_loss_and_grads(tiny_gemma2):
     _close_grads(_grads(model), plain)
 
 
-def test_lora_merge_keeps_the_function_and_trains_markers(tiny_gemma3):
+@pytest.mark.parametrize("feedback", ["identity", "embed_norm", "token_mix"])
+def test_lora_merge_keeps_the_function_and_trains_markers(tiny_gemma3, feedback):
+    """The model LoRA trains (peft-wrapped, marker rows trainable) computes what the merged model
+    computes, thought feedback included: embed_norm and token_mix read Gemma's embedding scale,
+    which peft's trainable-token wrapper hides (it was read as 1.0 in training)."""
     loaded = load_model(str(tiny_gemma3), device="cpu", dtype="float32")
+    scale = float(loaded.model.get_input_embeddings().embed_scale)
+    assert scale != 1.0
     ids = _markers(loaded.tokenizer)
     peft_model = apply_lora(loaded.model, ids, LoraSettings(r=4, alpha=8))
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
@@ -401,9 +409,11 @@ def test_lora_merge_keeps_the_function_and_trains_markers(tiny_gemma3):
                 p.add_(torch.randn_like(p) * 0.1)
     seq = _seq(loaded, "Is Tom a lempus?", 2)
     with torch.no_grad():
-        before = batch_loss(LatentRunner(peft_model.get_base_model()), [seq], 0)
+        training = LatentRunner(peft_model.get_base_model())
+        assert training.embed_scale == scale
+        before = batch_loss(training, [seq], 0, feedback)
         merged = final_model(peft_model)
-        after = batch_loss(LatentRunner(merged), [seq], 0)
+        after = batch_loss(LatentRunner(merged), [seq], 0, feedback)
     assert abs(float(before.total) - float(after.total)) < 1e-3
 
 
