@@ -3,10 +3,12 @@
 For every test problem, run the prompt, `<bot>` and the model's thoughts exactly as `lgemma ask
 --mode coconut` does (the engine's `run_prefix_batch`, the model's own feedback transform), and
 decode each thought's input vector -- the previous position's last hidden state -- with the
-model's LM head. With steps written as concepts (`lgemma synth --steps concepts`), thought j's
-input should name the (j // c)-th concept on the gold chain (c thoughts per step; with c > 1
-the first thought of a step is the one that can name it) if the model walks the chain in latent space,
-as the paper's analysis of ProsQA thoughts found (continuous thoughts encode the frontier nodes).
+model's LM head (with `token_mix` feedback the thought is the expected embedding under that
+position's next-token distribution, and the lens reads that distribution's top-1). With steps
+written as concepts (`lgemma synth --steps concepts`), thought j's input should name the
+(j // c)-th concept on the gold chain (c thoughts per step; with c > 1 the first thought of a step
+is the one that can name it) if the model walks the chain in latent space, as the paper's
+analysis of ProsQA thoughts found (continuous thoughts encode the frontier nodes).
 
 With a subword vocabulary (Gemma's) a concept is several tokens; a thought "names" it when its
 top-1 token is the concept's first token (with or without a leading space).
@@ -92,10 +94,23 @@ def main(argv: list[str] | None = None) -> int:
     asked_hits, other_hits = [0] * n, [0] * n
     first_other: dict[str, bool] = {}  # id -> thought 1 names another person
     ambiguous = 0  # problems whose gold concepts share a first token (a hit could be either)
+    states: list[torch.Tensor] = []  # the final hidden state each thought is made from
+    feedback = runner.feedback
+
+    def recording(state, transform):
+        states.append(state)
+        return feedback(state, transform)
+
+    runner.feedback = recording
     with torch.inference_mode():
         for row in rows:
+            states.clear()
             prefix = run_prefix_batch(runner, [prompt_ids(tok, row["question"])], "coconut", n, markers, spec.feedback)
-            top = model.get_output_embeddings()(prefix.thought_inputs[0]).argmax(-1).tolist()
+            if spec.feedback == "token_mix":
+                # the thought is the expected embedding under this distribution: read it directly
+                top = [int(runner.next_token_logits(s)[0].argmax()) for s in states]
+            else:
+                top = model.get_output_embeddings()(prefix.thought_inputs[0]).argmax(-1).tolist()
             gold = row["steps"]
             starts = [firsts(c) for c in gold]
             ambiguous += any(starts[a] & starts[b] for a in range(len(gold)) for b in range(a + 1, len(gold)))
