@@ -95,6 +95,8 @@ class LatentPrefix:
     prefill_s: float = 0.0
     thoughts_s: float = 0.0
     stream: "Stream | None" = None
+    # coconut: the final hidden state each thought was made from (prompts, n, hidden)
+    thought_states: torch.Tensor | None = None
 
 
 def trainable_rows(module: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -351,6 +353,7 @@ def run_prefix_batch(
     start = time.perf_counter()
     embeds = runner.embed(torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=dev))
     thought_inputs: list[torch.Tensor] = []
+    states: list[torch.Tensor] = []
     hidden_size = embeds.shape[-1]
     if mode == "off" or (num_thoughts == 0 and not with_markers):
         logits = runner.logits(embeds, cache, **stream.prefill())
@@ -364,6 +367,7 @@ def run_prefix_batch(
         for i in range(num_thoughts):
             vec = runner.feedback(state, feedback)
             thought_inputs.append(vec)
+            states.append(state)
             # The last thought's output state is unused (<eot> follows); its forward fills the cache.
             state = runner.hidden(vec[:, None, :], cache, **stream.step())
     else:  # soft
@@ -378,7 +382,10 @@ def run_prefix_batch(
         logits = runner.logits(runner.embed(eot), cache, **stream.step())
     length = width + num_thoughts + (1 if with_markers else 0)
     stacked = torch.stack(thought_inputs, dim=1) if thought_inputs else embeds.new_empty(len(rows), 0, hidden_size)
-    return LatentPrefix(cache, logits, stacked, length, prefilled - start, time.perf_counter() - prefilled, stream)
+    sources = torch.stack(states, dim=1) if states else None
+    return LatentPrefix(
+        cache, logits, stacked, length, prefilled - start, time.perf_counter() - prefilled, stream, sources
+    )
 
 
 def run_prefix(
@@ -463,9 +470,20 @@ def decode_paths(
     return [(tokens[r], sum(step_margins[r]) / len(step_margins[r]), done[r]) for r in range(n)]
 
 
-def thought_lens(runner: "LatentRunner", thought_inputs: torch.Tensor, top: int) -> list[list[list[tuple[int, float]]]]:
+def thought_lens(
+    runner: "LatentRunner", thought_inputs: torch.Tensor, top: int, mixed_from: torch.Tensor | None = None
+) -> list[list[list[tuple[int, float]]]]:
     """The logit lens on continuous thoughts: softmax of the LM head applied to what the first
-    decoder layer saw at each thought (prompts x thoughts x `top` (token id, probability))."""
+    decoder layer saw at each thought (prompts x thoughts x `top` (token id, probability)).
+    `mixed_from` (token_mix feedback): the hidden states the thoughts were mixed from; each
+    thought is the expected embedding under their next-token distribution, which is shown."""
+    if mixed_from is not None:
+        probs = torch.softmax(runner.next_token_logits(mixed_from), dim=-1)
+        values, ids = probs.topk(min(top, probs.shape[-1]), dim=-1)
+        return [
+            [list(zip(ids[r, t].tolist(), values[r, t].tolist())) for t in range(ids.shape[1])]
+            for r in range(ids.shape[0])
+        ]
     head = runner.model.get_output_embeddings()
     dtype = head.weight.dtype if isinstance(head, torch.nn.Linear) else thought_inputs.dtype  # or quantized
     probs = torch.softmax(head(thought_inputs.to(dtype)).float(), dim=-1)
@@ -531,7 +549,12 @@ def generate_batch(
     with torch.inference_mode():
         prefix = run_prefix_batch(runner, prompts, settings.mode, n, marker_ids, feedback, settings.soft_top_p, pad_id)
         t1 = time.perf_counter()
-        lens = thought_lens(runner, prefix.thought_inputs, settings.lens_top) if settings.lens_top > 0 else None
+        mixed_from = prefix.thought_states if feedback == "token_mix" and settings.mode == "coconut" else None
+        lens = (
+            thought_lens(runner, prefix.thought_inputs, settings.lens_top, mixed_from)
+            if settings.lens_top > 0
+            else None
+        )
         decoded = decode_paths(
             runner,
             prefix,

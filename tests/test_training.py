@@ -705,9 +705,25 @@ def test_cli_train_records_the_feedback_transform(tiny_gemma3, tmp_path):
     assert mix.exit_code == 0, mix.output
     assert load_model(str(tmp_path / "mix"), device="cpu").spec.feedback == "token_mix"
     asked = CliRunner().invoke(
-        app, ["ask", "-m", str(tmp_path / "mix"), "--json", "--max-new-tokens", "3", "Is Tom a lempus?"]
+        app,
+        ["ask", "-m", str(tmp_path / "mix"), "--json", "--max-new-tokens", "3", "--show-thoughts", "Is Tom a lempus?"],
     )
     assert asked.exit_code == 0 and json.loads(asked.stdout)["mode"] == "coconut", asked.stderr
+    # --show-thoughts on a token_mix model shows the distribution each thought is mixed from:
+    # recomputed naively (full forwards, no cache), thought j's input is sum_i p_i E_i * scale
+    shown = json.loads(asked.stdout)
+    mixed = load_model(str(tmp_path / "mix"), device="cpu")
+    m, emb = mixed.model, mixed.model.get_input_embeddings()
+    bot = mixed.tokenizer.convert_tokens_to_ids(mixed.spec.bot)
+    with torch.no_grad():
+        x = emb(torch.tensor([shown["prompt_token_ids"] + [bot]]))
+        scale = x[0, -1].norm() / emb.weight[bot].norm()
+        for thought in shown["thoughts"]:
+            p = torch.softmax(m(inputs_embeds=x).logits[0, -1].float(), dim=-1)
+            values, ids = p.topk(len(thought["top"]))
+            assert [t["id"] for t in thought["top"]] == ids.tolist()
+            assert [t["p"] for t in thought["top"]] == pytest.approx(values.tolist(), abs=1e-4)
+            x = torch.cat([x, ((p @ emb.weight) * scale)[None, None]], dim=1)
     bad = CliRunner().invoke(app, args + ["--out", str(tmp_path / "other"), "--feedback", "double"])
     assert bad.exit_code == 2 and "--feedback" in bad.stderr
     # --stage0-epochs: the language stage gets its own length (3 steps here, the others 1)
