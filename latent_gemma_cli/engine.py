@@ -99,22 +99,29 @@ class LatentPrefix:
     thought_states: torch.Tensor | None = None
 
 
+def token_rows(layer: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(token ids, their rows) that an unmerged, enabled peft trainable-token layer with one
+    active adapter puts in place of the frozen table's rows; None for anything else."""
+    deltas = getattr(layer, "trainable_tokens_delta", None)
+    indices = getattr(layer, "token_indices", None)
+    if (
+        deltas is None
+        or indices is None
+        or getattr(layer, "merged", False)
+        or getattr(layer, "disable_adapters", False)
+    ):
+        return None
+    active = layer.active_adapters
+    if len(active) != 1 or active[0] not in indices:
+        return None
+    return torch.as_tensor(indices[active[0]]), deltas[active[0]]
+
+
 def trainable_rows(module: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(token ids, their rows) of an unmerged peft trainable-token layer inside an embedding
-    module, else None: the rows that replace the frozen table's there."""
+    """`token_rows` of the first such layer inside an embedding module, else None."""
     for sub in module.modules():
-        deltas = getattr(sub, "trainable_tokens_delta", None)
-        indices = getattr(sub, "token_indices", None)
-        if (
-            deltas is None
-            or indices is None
-            or getattr(sub, "merged", False)
-            or getattr(sub, "disable_adapters", False)
-        ):
-            continue
-        active = [a for a in sub.active_adapters if a in indices]
-        if len(active) == 1:
-            return torch.as_tensor(indices[active[0]]), deltas[active[0]]
+        if (rows := token_rows(sub)) is not None:
+            return rows
     return None
 
 

@@ -110,12 +110,14 @@ def sparse_trainable_tokens(model: Any) -> int:
 def _sparse_trainable_tokens_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     import torch.nn.functional as F
 
-    active = self.active_adapters
-    if self.disable_adapters or self.merged or len(active) != 1 or args or kwargs:
+    from ..engine import token_rows
+
+    replaced = token_rows(self)
+    if replaced is None or args or kwargs:
         return type(self).forward(self, x, *args, **kwargs)
     base = self.base_layer
-    index = torch.as_tensor(self.token_indices[active[0]], device=base.weight.device)
-    delta = self.trainable_tokens_delta[active[0]].to(base.weight)
+    index = replaced[0].to(base.weight.device)
+    delta = replaced[1].to(base.weight)
     if isinstance(base, torch.nn.Embedding):
         out = F.embedding(
             x,
