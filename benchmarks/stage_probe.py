@@ -4,8 +4,8 @@ Loads a training checkpoint (typically the one `lgemma train --stage0-bot` write
 stage 0, i.e. a CoT model that has learnt to predict the first step at `<bot>`), then decodes the
 validation rows at every stage layout -- stage s runs min(s, N) * c thoughts in `coconut` mode
 and the model must write the remaining steps and the answer after `<eot>` -- with each thought
-feedback (`identity`, `embed_norm`, `token_mix`), exactly as `lgemma train` validates a stage
-end (`training/validate.py`). Nothing trains.
+feedback (`identity`, `embed_norm`, `token_mix`), with `lgemma train`'s own stage-end validation
+(`training/validate.py`: its batching, token budget and grading). Nothing trains.
 
 If a feedback keeps the stage-0 accuracy at stage 1 with no training, the layout passes the
 chain through the thoughts and the curriculum only has to keep it; if accuracy falls at once,
@@ -21,10 +21,11 @@ predicts the chain of thought's own next token (the concept of its step, or the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
-import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,13 +50,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from latent_gemma_cli import tasks
-    from latent_gemma_cli.engine import Engine, Settings
-    from latent_gemma_cli.latent_spec import LatentSpec
     from latent_gemma_cli.training import checkpoint
     from latent_gemma_cli.training.curriculum import Curriculum
     from latent_gemma_cli.training.prepare import LoraSettings, load_trainable_state
     from latent_gemma_cli.training.trainer import TrainConfig, Trainer
+    from latent_gemma_cli.training.validate import validate
 
     torch.set_grad_enabled(False)
     feedbacks = [f.strip() for f in args.feedbacks.split(",") if f.strip()]
@@ -78,53 +77,24 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(cfg)
         trainer._setup()
         load_trainable_state(trainer.model, checkpoint.load_tensors(Path(args.checkpoint), 0)["trainable"])
-    model = trainer.hf
-    model.eval()
     rows = trainer.valid
     results: dict = {}
     for feedback in [] if args.lens_only else feedbacks:
+        trainer.config = dataclasses.replace(cfg, feedback=feedback)
         for stage in range(0, args.stages + 2):
             if stage == 0 and feedback != feedbacks[0]:
                 results[(feedback, 0)] = results[(feedbacks[0], 0)]  # no thoughts: the same decode
                 continue
-            n = min(stage, args.stages) * args.thoughts_per_step
-            spec = LatentSpec(
-                bot=trainer.markers[0],
-                eot=trainer.markers[1],
-                thoughts_per_step=args.thoughts_per_step,
-                num_thoughts=n,
-                feedback=feedback,
-            )
-            engine = Engine(model, trainer.tokenizer, spec)
-            bot = [trainer.marker_ids[0]] if stage == 0 and args.stage0_bot else []
-            correct, start, shown = 0, time.perf_counter(), []
-            by_task: dict[str, list] = {}
-            for ex in rows:
-                by_task.setdefault(tasks.task_of(ex), []).append(ex)
-            for task, group in by_task.items():
-                settings = Settings(
-                    mode="off" if stage == 0 else "coconut",
-                    num_thoughts=n,
-                    max_new_tokens=48,
-                    stop_ids=tasks.stop_ids(trainer.tokenizer, task),
-                )
-                for i in range(0, len(group), 8):
-                    batch = group[i : i + 8]
-                    prompts = [tasks.prompt_ids(trainer.tokenizer, ex) + bot for ex in batch]
-                    for ex, gen in zip(batch, engine.generate_batch(prompts, settings)):
-                        ok = tasks.score(ex, tasks.clean_output(ex, gen.answer, trainer.tokenizer)).correct
-                        correct += ok
-                        if len(shown) < args.show:
-                            shown.append({"gold": ex.steps + [ex.answer], "output": gen.answer, "correct": bool(ok)})
-            acc = correct / len(rows)
-            results[(feedback, stage)] = acc
+            got = validate(trainer, stage, show=args.show)
+            results[(feedback, stage)] = got["accuracy"]
             print(
-                f"feedback {feedback:<10} stage {stage} ({n} thoughts): {100 * acc:5.1f}% of {len(rows)}"
-                f"  [{time.perf_counter() - start:.0f} s]",
+                f"feedback {feedback:<10} stage {stage} ({got['thoughts']} thoughts): {100 * got['accuracy']:5.1f}%"
+                f" of {got['rows']}  [{got['seconds']:.0f} s]",
                 flush=True,
             )
-            for s in shown:
-                print(f"    {'ok ' if s['correct'] else 'bad'} {s['output']!r}  (gold {s['gold']})", flush=True)
+            for ex in got.get("examples", []):
+                print(f"    {'ok ' if ex['correct'] else 'bad'} {ex['output']!r}  (gold {ex['gold']})", flush=True)
+    trainer.hf.eval()
     lens = {feedback: thought_names(trainer, rows, feedback, args) for feedback in feedbacks}
     if args.json_out:
         Path(args.json_out).write_text(
@@ -147,8 +117,6 @@ def thought_names(trainer, rows, feedback: str, args) -> list[float]:
     that produces thought j (the LM head on its last hidden state, soft-capping included) is the
     gold concept of step j // c (j % c == 0) or a newline (otherwise), the chain of thought's own
     tokens in order. Printed and returned per thought."""
-    import torch
-
     from latent_gemma_cli import tasks
     from latent_gemma_cli.engine import LatentRunner, run_prefix_batch
 
@@ -157,21 +125,10 @@ def thought_names(trainer, rows, feedback: str, args) -> list[float]:
     c, n = args.thoughts_per_step, args.stages * args.thoughts_per_step
     newline = set(tok("\n", add_special_tokens=False)["input_ids"][:1])
     hits = [0] * n
-    from collections import Counter
-
     seen = [Counter() for _ in range(n)]
-    states: list[torch.Tensor] = []
-    original = runner.feedback
-
-    def recording(state, transform):
-        states.append(state)
-        return original(state, transform)
-
-    runner.feedback = recording
     for i in range(0, len(rows), 8):
         batch = rows[i : i + 8]
-        states.clear()
-        run_prefix_batch(
+        prefix = run_prefix_batch(
             runner,
             [tasks.prompt_ids(tok, ex) for ex in batch],
             "coconut",
@@ -180,8 +137,8 @@ def thought_names(trainer, rows, feedback: str, args) -> list[float]:
             feedback,
             pad_id=trainer.pad_id,
         )
-        for j, state in enumerate(states):
-            top = runner.next_token_logits(state).argmax(-1).tolist()
+        for j in range(n):
+            top = runner.next_token_logits(prefix.thought_states[:, j]).argmax(-1).tolist()
             seen[j].update(tok.decode([t]) for t in top)
             for r, ex in enumerate(batch):
                 if j % c == 0:

@@ -94,21 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     asked_hits, other_hits = [0] * n, [0] * n
     first_other: dict[str, bool] = {}  # id -> thought 1 names another person
     ambiguous = 0  # problems whose gold concepts share a first token (a hit could be either)
-    states: list[torch.Tensor] = []  # the final hidden state each thought is made from
-    feedback = runner.feedback
-
-    def recording(state, transform):
-        states.append(state)
-        return feedback(state, transform)
-
-    runner.feedback = recording
     with torch.inference_mode():
         for row in rows:
-            states.clear()
             prefix = run_prefix_batch(runner, [prompt_ids(tok, row["question"])], "coconut", n, markers, spec.feedback)
-            if spec.feedback == "token_mix":
+            if spec.feedback == "token_mix" and n:
                 # the thought is the expected embedding under this distribution: read it directly
-                top = [int(runner.next_token_logits(s)[0].argmax()) for s in states]
+                top = runner.next_token_logits(prefix.thought_states[0]).argmax(-1).tolist()
             else:
                 top = model.get_output_embeddings()(prefix.thought_inputs[0]).argmax(-1).tolist()
             gold = row["steps"]

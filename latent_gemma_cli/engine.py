@@ -486,14 +486,10 @@ def thought_lens(
     thought is the expected embedding under their next-token distribution, which is shown."""
     if mixed_from is not None:
         probs = torch.softmax(runner.next_token_logits(mixed_from), dim=-1)
-        values, ids = probs.topk(min(top, probs.shape[-1]), dim=-1)
-        return [
-            [list(zip(ids[r, t].tolist(), values[r, t].tolist())) for t in range(ids.shape[1])]
-            for r in range(ids.shape[0])
-        ]
-    head = runner.model.get_output_embeddings()
-    dtype = head.weight.dtype if isinstance(head, torch.nn.Linear) else thought_inputs.dtype  # or quantized
-    probs = torch.softmax(head(thought_inputs.to(dtype)).float(), dim=-1)
+    else:
+        head = runner.model.get_output_embeddings()
+        dtype = head.weight.dtype if isinstance(head, torch.nn.Linear) else thought_inputs.dtype  # or quantized
+        probs = torch.softmax(head(thought_inputs.to(dtype)).float(), dim=-1)
     values, ids = probs.topk(min(top, probs.shape[-1]), dim=-1)
     return [
         [list(zip(ids[r, t].tolist(), values[r, t].tolist())) for t in range(ids.shape[1])] for r in range(ids.shape[0])

@@ -11,7 +11,9 @@ import time
 from typing import Any
 
 
-def validate(trainer: Any, stage: int) -> dict:
+def validate(trainer: Any, stage: int, show: int = 0) -> dict:
+    """Accuracy on the validation rows at `stage`'s layout; with `show`, also the first `show`
+    outputs (`examples`: gold steps and answer, output, correct)."""
     import torch
 
     from .. import tasks
@@ -42,7 +44,7 @@ def validate(trainer: Any, stage: int) -> dict:
     size = max(1, cfg.batch_size)
     # a language stage trained with <bot> after the prompt is checked with it there too
     bot = [trainer.marker_ids[0]] if stage == 0 and cur.stage0_bot else []
-    correct, start = 0, time.perf_counter()
+    correct, start, examples = 0, time.perf_counter(), []
     try:
         for task, rows in by_task.items():
             settings = Settings(
@@ -57,14 +59,20 @@ def validate(trainer: Any, stage: int) -> dict:
                 with torch.autocast(engine.runner.device.type, enabled=False):
                     gens = engine.generate_batch(prompts, settings)
                 for ex, gen in zip(batch, gens):
-                    correct += tasks.score(ex, tasks.clean_output(ex, gen.answer, trainer.tokenizer)).correct
+                    ok = tasks.score(ex, tasks.clean_output(ex, gen.answer, trainer.tokenizer)).correct
+                    correct += ok
+                    if len(examples) < show:
+                        examples.append({"gold": [*ex.steps, ex.answer], "output": gen.answer, "correct": bool(ok)})
     finally:
         model.train(was)
     total = len(trainer.valid)
-    return {
+    result = {
         "mode": mode,
         "thoughts": n,
         "rows": total,
         "accuracy": correct / total if total else None,
         "seconds": time.perf_counter() - start,
     }
+    if show:
+        result["examples"] = examples
+    return result
