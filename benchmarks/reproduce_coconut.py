@@ -245,6 +245,8 @@ def train_cmd(
             "--feedback",
             args.feedback,
         ]
+        if args.stage0_bot:
+            cmd.append("--stage0-bot")
     else:
         if steps is None:
             steps = args.baseline_steps
@@ -433,6 +435,12 @@ def main(argv: list[str] | None = None) -> int:
         default="identity",
         choices=FEEDBACKS,
         help="COCONUT's thought input: the last hidden state as is, or rescaled to the mean token-embedding norm",
+    )
+    ap.add_argument(
+        "--stage0-bot",
+        action="store_true",
+        help="COCONUT's language stage ends each prompt with <bot>, so the first thought starts out as the "
+        "first step (lgemma train --stage0-bot; with --coconut-init cot the teacher itself is trained without)",
     )
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--valid-limit", type=int, default=30)
