@@ -102,6 +102,8 @@ def train_cmd(kind: str, args, out: Path, thoughts: int | None = None, steps: in
         cmd += ["--stages", "0"]
     else:
         cmd += ["--first-stage", "1", "--stages", "1", "-c", str(args.thoughts if thoughts is None else thoughts)]
+        if args.feedback != "identity":  # left out at the default: earlier runs' commands stay the same
+            cmd += ["--feedback", args.feedback]
     return cmd
 
 
@@ -325,6 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--steps", type=int, default=300, help="optimizer updates of each model")
     ap.add_argument("--thoughts", type=int, default=2, help="continuous thoughts of the latent model")
+    ap.add_argument(
+        "--feedback",
+        default="identity",
+        choices=["identity", "embed_norm", "token_mix"],
+        help="how the latent model feeds a thought back (lgemma train --feedback; token_mix is what made "
+        "COCONUT work on the pretrained 270M, RESULTS.md part 11)",
+    )
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--warmup-steps", type=int, default=10)
@@ -375,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     shape |= {"max_length": args.max_length, "test_rows": args.test_rows, "max_new_tokens": args.max_new_tokens}
     shape |= {"sweep_thoughts": args.sweep_thoughts, "sweep_steps": args.sweep_steps, "sweep_rows": args.sweep_rows}
+    if args.feedback != "identity":  # absent at the default, so earlier runs' settings still match
+        shape["feedback"] = args.feedback
     check_settings(ap, out, shape)
 
     from latent_gemma_cli.datasets import read_dataset

@@ -60,3 +60,17 @@ def test_significance_pairs_rows_against_plain_and_skips_other_rows(recipe, tmp_
     assert set(result) == {"latent-coconut", "latent-off"}
     assert result["latent-coconut"]["bleu_p"] < 0.01 and result["latent-coconut"]["chrf_p"] < 0.01
     assert result["latent-off"] == {"bleu_p": 1.0, "chrf_p": 1.0}  # identical outputs
+
+
+def test_the_latent_model_trains_with_the_chosen_feedback_and_plain_never_does(recipe, tmp_path):
+    import argparse
+
+    args = argparse.Namespace(
+        data_dir=str(tmp_path), model="m", train_rows=8, valid_limit=2, lr=2e-4, warmup_steps=1, batch_size=2,
+        lora_r=4, seed=1, max_length=64, steps=2, checkpoint_every=1, thoughts=2, feedback="token_mix",
+    )  # fmt: skip
+    latent = recipe.train_cmd("latent", args, tmp_path / "latent")
+    assert latent[latent.index("--feedback") + 1] == "token_mix" and latent[latent.index("-c") + 1] == "2"
+    assert "--feedback" not in recipe.train_cmd("plain", args, tmp_path / "plain")
+    args.feedback = "identity"  # the default adds nothing: earlier runs' commands are unchanged
+    assert "--feedback" not in recipe.train_cmd("latent", args, tmp_path / "latent")
