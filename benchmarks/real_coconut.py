@@ -58,6 +58,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from latent_gemma_cli.latent_spec import FEEDBACKS  # noqa: E402  (a cheap import: no torch)
+
+# What a latent model's thoughts can be trained with; `pause` is a method of its own here (the control).
+THOUGHT_FEEDBACKS = tuple(f for f in FEEDBACKS if f != "pause")
+
 from reproduce_coconut import forwards  # noqa: E402  (one rule for counting forward passes)
 
 METHODS = ("nocot", "cot", "coconut", "pause")
@@ -433,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--feedback",
         default="identity",
-        choices=("identity", "embed_norm", "token_mix"),
+        choices=THOUGHT_FEEDBACKS,
         help="COCONUT's thought feedback: the paper's hidden state, rescaled to the mean embedding norm, or the expected token embedding under the next-token distribution (token_mix)",
     )
     ap.add_argument("--max-length", type=int, default=384)

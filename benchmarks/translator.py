@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from real_coconut import Ledger, check_settings, lgemma  # noqa: E402  (one ledger and launcher for the recipes)
+from real_coconut import THOUGHT_FEEDBACKS, Ledger, check_settings, lgemma  # noqa: E402  (one ledger and launcher for the recipes)
 
 DIRECTIONS = ("ja-en", "en-ja")
 # (label, model key, eval mode); "base" is the untrained model.
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--feedback",
         default="identity",
-        choices=["identity", "embed_norm", "token_mix"],
+        choices=THOUGHT_FEEDBACKS,
         help="how the latent model feeds a thought back (lgemma train --feedback; token_mix is what made "
         "COCONUT work on the pretrained 270M, RESULTS.md part 11)",
     )
