@@ -19,6 +19,10 @@ time in <out>/ledger.jsonl, summed across sittings):
 5. registration of the better fine-tuned model (ja->en BLEU) as `gemma-3-270m-enja`, so
    `lgemma translate --model gemma-3-270m-enja --to en file.txt` uses it, in its own mode.
 
+`--translation-prompt bare` trains both models on the asking turn alone ("Japanese: ...\nEnglish:",
+recorded with the model, so eval and translate use it too): a quarter of the few-shot prompt's
+tokens, so each update and each translation costs less. The base model keeps the few-shot prompt.
+
 `--sweep-thoughts 1,2,4` first picks the latent model's thought count: a short run per count
 (`--sweep-steps` updates), scored in coconut mode by BLEU on `--sweep-rows` dev rows per direction.
 
@@ -46,6 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from real_coconut import THOUGHT_FEEDBACKS, Ledger, check_settings, lgemma  # noqa: E402  (one ledger and launcher for the recipes)
+
+from latent_gemma_cli.latent_spec import TRANSLATION_PROMPTS  # noqa: E402
 
 DIRECTIONS = ("ja-en", "en-ja")
 # (label, model key, eval mode); "base" is the untrained model.
@@ -98,6 +104,8 @@ def train_cmd(kind: str, args, out: Path, thoughts: int | None = None, steps: in
     cmd += ["--max-length", str(args.max_length), "--steps-per-stage", str(steps), "--final-epochs", "0"]
     cmd += ["--checkpoint-every", str(args.checkpoint_every), "--keep-checkpoints", "1", "--resume", "auto"]
     cmd += ["--log-every", "5", "--bucket-by-length"]
+    if args.translation_prompt != "few_shot":  # left out at the default, as --feedback below
+        cmd += ["--translation-prompt", args.translation_prompt]
     if kind == "plain":
         cmd += ["--stages", "0"]
     else:
@@ -334,6 +342,13 @@ def main(argv: list[str] | None = None) -> int:
         help="how the latent model feeds a thought back (lgemma train --feedback; token_mix is what made "
         "COCONUT work on the pretrained 270M, RESULTS.md part 11)",
     )
+    ap.add_argument(
+        "--translation-prompt",
+        default="few_shot",
+        choices=TRANSLATION_PROMPTS,
+        help="the prompt both models are trained (and then evaluated and used) with: lgemma train "
+        "--translation-prompt; bare is a quarter of the few-shot prompt's tokens",
+    )
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--warmup-steps", type=int, default=10)
@@ -386,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     shape |= {"sweep_thoughts": args.sweep_thoughts, "sweep_steps": args.sweep_steps, "sweep_rows": args.sweep_rows}
     if args.feedback != "identity":  # absent at the default, so earlier runs' settings still match
         shape["feedback"] = args.feedback
+    if args.translation_prompt != "few_shot":  # likewise
+        shape["translation_prompt"] = args.translation_prompt
     check_settings(ap, out, shape)
 
     from latent_gemma_cli.datasets import read_dataset

@@ -209,6 +209,9 @@ def run_mode(
     )
     settings.validate()
     tok = loaded.tokenizer
+    from .translation import prompt_style
+
+    style = prompt_style(loaded)  # a fine-tuned translator's own prompt
     records: list[Record] = []
     thoughts = None
 
@@ -254,7 +257,7 @@ def run_mode(
 
     for start_row in range(0, len(examples), batch_size):
         rows = list(enumerate(examples))[start_row : start_row + batch_size]
-        prompts = [tasks.prompt_ids(tok, ex, task) for _, ex in rows]
+        prompts = [tasks.prompt_ids(tok, ex, task, style) for _, ex in rows]
         began = time.perf_counter()
         try:
             gens = loaded.engine.generate_batch(prompts, settings)

@@ -15,6 +15,11 @@ from .settings import MODES
 LATENT_FILE = "lgemma_latent.json"
 FORMAT_VERSION = 1
 FEEDBACKS = ("identity", "embed_norm", "token_mix", "pause")
+# How a translation prompt is written for a model without a chat template (translation.py):
+# `few_shot` shows a base model three example pairs; `bare` is the last turn alone
+# ("Japanese: ...\nEnglish:"), for a model fine-tuned on it: a quarter of the tokens to train on
+# and to prefill.
+TRANSLATION_PROMPTS = ("few_shot", "bare")
 
 
 @dataclass
@@ -39,6 +44,7 @@ class LatentSpec:
     base_model: str | None = None
     curriculum: dict = field(default_factory=dict)
     training_data_sha256: str | None = None
+    translation_prompt: str = "few_shot"
     format_version: int = FORMAT_VERSION
 
     def save(self, directory: str | Path) -> Path:
@@ -87,6 +93,10 @@ class LatentSpec:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.feedback not in FEEDBACKS:
             raise ValueError(f"unknown feedback {self.feedback!r} (known: {', '.join(FEEDBACKS)})")
+        if self.translation_prompt not in TRANSLATION_PROMPTS:
+            raise ValueError(
+                f"unknown translation prompt {self.translation_prompt!r} (known: {', '.join(TRANSLATION_PROMPTS)})"
+            )
         if self.feedback == "pause" and (not isinstance(self.pause, str) or not self.pause):
             raise ValueError(f"feedback 'pause' needs the pause token's string, got {self.pause!r}")
         if self.pause is not None and self.pause in (self.bot, self.eot):

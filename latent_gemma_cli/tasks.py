@@ -90,14 +90,17 @@ def choice_prompt(example: Any) -> str:
     return f"{example.question}\n\n{head}\n{options}\n\n{ask}"
 
 
-def prompt_ids(tokenizer: Any, example: Any, task: str | None = None) -> list[int]:
-    """The prompt token ids of a row, the same for training, validation and evaluation."""
+def prompt_ids(
+    tokenizer: Any, example: Any, task: str | None = None, translation_prompt: str = "few_shot"
+) -> list[int]:
+    """The prompt token ids of a row, the same for training, validation and evaluation
+    (`translation_prompt`: the model's `LatentSpec.translation_prompt`)."""
     from . import prompting, translation
 
     task = task_of(example, task)
     if task == "translate":
         source, target = translation_languages(example)
-        return translation.translation_prompt_ids(tokenizer, example.question, source, target)
+        return translation.translation_prompt_ids(tokenizer, example.question, source, target, translation_prompt)
     if task == "choice":
         return prompting.prompt_ids(tokenizer, choice_prompt(example))
     return prompting.prompt_ids(tokenizer, example.question)

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 from .chunking import Segment, join_chunks, segment_document
 from .errors import UsageError
 from .language import Language, detect, has_japanese, script_language
+from .latent_spec import TRANSLATION_PROMPTS
 from .prompting import has_chat_template, prompt_ids
 
 LANG_NAMES = {"ja": "Japanese", "en": "English"}
@@ -29,20 +30,38 @@ def instruction(source: str, target: str) -> str:
     )
 
 
+def bare_prompt(text: str, source: str, target: str) -> str:
+    """The turn that asks for the translation: "Japanese: {text}\nEnglish:"."""
+    return f"{LANG_NAMES[source]}: {text}\n{LANG_NAMES[target]}:"
+
+
 def few_shot_prompt(text: str, source: str, target: str) -> str:
     lines = []
     for ja, en in FEW_SHOT:
         pair = {"ja": ja, "en": en}
-        lines.append(f"{LANG_NAMES[source]}: {pair[source]}\n{LANG_NAMES[target]}: {pair[target]}\n")
-    lines.append(f"{LANG_NAMES[source]}: {text}\n{LANG_NAMES[target]}:")
+        lines.append(f"{bare_prompt(pair[source], source, target)} {pair[target]}\n")
+    lines.append(bare_prompt(text, source, target))
     return "\n".join(lines)
 
 
-def translation_prompt_ids(tokenizer: Any, text: str, source: str, target: str) -> list[int]:
-    """Prompt token ids asking to translate `text` from `source` to `target` ("ja"/"en")."""
+def translation_prompt_ids(tokenizer: Any, text: str, source: str, target: str, style: str = "few_shot") -> list[int]:
+    """Prompt token ids asking to translate `text` from `source` to `target` ("ja"/"en").
+
+    A chat model gets the instruction as its system turn. Otherwise `style` (the model's
+    `LatentSpec.translation_prompt`): `few_shot` for a base model, `bare` (the asking turn alone)
+    for one fine-tuned on it."""
     if has_chat_template(tokenizer):
         return prompt_ids(tokenizer, text, system=instruction(source, target))
-    return prompt_ids(tokenizer, few_shot_prompt(text, source, target), use_chat_template=False)
+    if style not in TRANSLATION_PROMPTS:
+        raise ValueError(f"unknown translation prompt {style!r} (known: {', '.join(TRANSLATION_PROMPTS)})")
+    text = bare_prompt(text, source, target) if style == "bare" else few_shot_prompt(text, source, target)
+    return prompt_ids(tokenizer, text, use_chat_template=False)
+
+
+def prompt_style(loaded: Any) -> str:
+    """The translation prompt a loaded model was trained with (`few_shot` for an untrained one)."""
+    spec = getattr(loaded, "spec", None)
+    return spec.translation_prompt if spec is not None else "few_shot"
 
 
 def stop_ids(tokenizer: Any) -> tuple[int, ...]:
@@ -208,7 +227,10 @@ def translate_segments(
     yield from ready()
     for start in range(0, len(work), max(1, batch_size)):
         batch = work[start : start + batch_size]
-        prompts = [translation_prompt_ids(loaded.tokenizer, chunk, source, target) for _, _, chunk in batch]
+        prompts = [
+            translation_prompt_ids(loaded.tokenizer, chunk, source, target, prompt_style(loaded))
+            for _, _, chunk in batch
+        ]
         began = time.perf_counter()
         gens = loaded.engine.generate_batch(prompts, settings)
         seconds = (time.perf_counter() - began) / len(batch)

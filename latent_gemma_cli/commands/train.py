@@ -128,6 +128,13 @@ def train(
             help="How a thought's last hidden state becomes the next input: identity (the paper's) | embed_norm (rescaled to the mean token-embedding norm) | token_mix (the expected token embedding under the model's own next-token distribution: softmax of its logits over the whole vocabulary, times the embedding table) | pause (the paper's pause-as-thought control: every thought position gets one fixed learned <pause> embedding instead, same curriculum). Recorded with the model.",
         ),
     ] = "identity",
+    translation_prompt: Annotated[
+        str,
+        typer.Option(
+            "--translation-prompt",
+            help='How translation rows are prompted (models without a chat template): few_shot (three example pairs, what a base model needs) | bare ("Japanese: ...\\nEnglish:" alone: a quarter of the tokens to train and to prefill). Recorded with the model; translate and eval use it.',
+        ),
+    ] = "few_shot",
     lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).")] = 1e-4,
     weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.")] = 0.01,
     warmup_steps: Annotated[
@@ -195,7 +202,7 @@ def train(
 ) -> None:
     """Train a model for `--mode coconut` with the COCONUT curriculum (see the long help)."""
     from ..errors import UsageError
-    from ..latent_spec import FEEDBACKS
+    from ..latent_spec import FEEDBACKS, TRANSLATION_PROMPTS
     from ..training.curriculum import MIX_FROM
 
     choices = {
@@ -203,6 +210,7 @@ def train(
         "--precision": (precision, ("auto", "no", "bf16")),
         "--device": (device, ("auto", "cpu", "cuda")),
         "--feedback": (feedback, FEEDBACKS),
+        "--translation-prompt": (translation_prompt, TRANSLATION_PROMPTS),
         "--mix-from": (mix_from, MIX_FROM),
         "--save-dtype": (save_dtype, ("float32", "bfloat16")),
     }
@@ -292,6 +300,7 @@ def train(
         warmup_steps=warmup_steps,
         batch_size=batch_size,
         bucket_by_length=bucket_by_length,
+        translation_prompt=translation_prompt,
         grad_accum=grad_accum,
         max_length=max_length,
         max_grad_norm=max_grad_norm,

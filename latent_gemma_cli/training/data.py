@@ -56,11 +56,11 @@ class TrainData:
         return self._targets[key]
 
 
-def example_prompt(tokenizer: Any, example: Any) -> list[int]:
+def example_prompt(tokenizer: Any, example: Any, translation_prompt: str = "few_shot") -> list[int]:
     """The prompt ids inference and `lgemma eval` use for this example (`tasks.prompt_ids`)."""
     from ..tasks import prompt_ids
 
-    return prompt_ids(tokenizer, example)
+    return prompt_ids(tokenizer, example, translation_prompt=translation_prompt)
 
 
 def read(
@@ -89,6 +89,7 @@ def prepare(
     max_length: int,
     on_bad_record: str = "fail",
     report: Callable[[Problem], None] | None = None,
+    translation_prompt: str = "few_shot",
 ) -> TrainData:
     """Check every row, render prompts; raise on a bad record unless skipping."""
     problems = list(dataset.problems)
@@ -102,7 +103,7 @@ def prepare(
         if not str(ex.question or "").strip() or not str(ex.answer or "").strip():
             problems.append(Problem(dataset.path, line, f"{where}empty question or answer"))
             continue
-        ids = example_prompt(tokenizer, ex)
+        ids = example_prompt(tokenizer, ex, translation_prompt)
         if len(ids) + reserve > max_length:
             problems.append(
                 Problem(

@@ -82,6 +82,7 @@ def latent_spec(trainer: Any):
         base_model=cfg.model,
         curriculum=curriculum,
         training_data_sha256=trainer.data.sha256,
+        translation_prompt=cfg.translation_prompt,
     )
     spec.mode = spec.trained_mode()  # `off` for a stage-0-only fine-tune: it runs as it was trained
     return spec

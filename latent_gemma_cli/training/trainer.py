@@ -82,6 +82,8 @@ class TrainConfig:
     feedback: str = "identity"
     # Group rows of similar prompt length into the same micro-batches (less padding, other batches).
     bucket_by_length: bool = False
+    # How translation rows are prompted for a model without a chat template (latent_spec).
+    translation_prompt: str = "few_shot"
 
     def fingerprint(self) -> dict:
         """Settings that must match on resume."""
@@ -106,6 +108,8 @@ class TrainConfig:
         out["curriculum"] = self.curriculum.to_dict()
         if self.bucket_by_length:  # absent when off, so checkpoints from before the flag still match
             out["bucket_by_length"] = True
+        if self.translation_prompt != "few_shot":  # likewise
+            out["translation_prompt"] = self.translation_prompt
         return out
 
 
@@ -183,7 +187,9 @@ class Trainer:
                 event="filtered", rows=dataset.filtered, message=f"--filter-lang dropped {dataset.filtered} rows"
             )
         report = lambda p: self._emit(event="problem", message=str(p))  # noqa: E731
-        self.data = data_mod.prepare(dataset, self.tokenizer, cfg.curriculum, cfg.max_length, cfg.on_bad_record, report)
+        self.data = data_mod.prepare(
+            dataset, self.tokenizer, cfg.curriculum, cfg.max_length, cfg.on_bad_record, report, cfg.translation_prompt
+        )
         self.valid = None
         if cfg.valid or self._valid_dataset is not None:
             vds = (

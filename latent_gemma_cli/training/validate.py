@@ -55,7 +55,10 @@ def validate(trainer: Any, stage: int, show: int = 0) -> dict:
             )
             for i in range(0, len(rows), size):
                 batch = rows[i : i + size]
-                prompts = [tasks.prompt_ids(trainer.tokenizer, ex) + bot for ex in batch]
+                prompts = [
+                    tasks.prompt_ids(trainer.tokenizer, ex, translation_prompt=cfg.translation_prompt) + bot
+                    for ex in batch
+                ]
                 with torch.autocast(engine.runner.device.type, enabled=False):
                     gens = engine.generate_batch(prompts, settings)
                 for ex, gen in zip(batch, gens):
