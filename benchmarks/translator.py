@@ -106,6 +106,8 @@ def train_cmd(kind: str, args, out: Path, thoughts: int | None = None, steps: in
     cmd += ["--log-every", "5", "--bucket-by-length"]
     if args.translation_prompt != "few_shot":  # left out at the default, as --feedback below
         cmd += ["--translation-prompt", args.translation_prompt]
+    if args.precision != "auto":  # likewise
+        cmd += ["--precision", args.precision]
     if kind == "plain":
         cmd += ["--stages", "0"]
     else:
@@ -349,6 +351,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the prompt both models are trained (and then evaluated and used) with: lgemma train "
         "--translation-prompt; bare is a quarter of the few-shot prompt's tokens",
     )
+    ap.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "no", "bf16"),
+        help="lgemma train --precision (auto: fp32 on a CPU); bf16 autocast is 2.5x faster per update on a "
+        "CPU with AVX512-BF16 (slower on one without: measure first)",
+    )
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--warmup-steps", type=int, default=10)
@@ -403,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         shape["feedback"] = args.feedback
     if args.translation_prompt != "few_shot":  # likewise
         shape["translation_prompt"] = args.translation_prompt
+    if args.precision != "auto":
+        shape["precision"] = args.precision
     check_settings(ap, out, shape)
 
     from latent_gemma_cli.datasets import read_dataset

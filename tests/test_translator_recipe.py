@@ -68,7 +68,7 @@ def test_the_latent_model_trains_with_the_chosen_feedback_and_plain_never_does(r
     args = argparse.Namespace(
         data_dir=str(tmp_path), model="m", train_rows=8, valid_limit=2, lr=2e-4, warmup_steps=1, batch_size=2,
         lora_r=4, seed=1, max_length=64, steps=2, checkpoint_every=1, thoughts=2, feedback="token_mix",
-        translation_prompt="few_shot",
+        translation_prompt="few_shot", precision="auto",
     )  # fmt: skip
     latent = recipe.train_cmd("latent", args, tmp_path / "latent")
     assert latent[latent.index("--feedback") + 1] == "token_mix" and latent[latent.index("-c") + 1] == "2"
@@ -77,16 +77,17 @@ def test_the_latent_model_trains_with_the_chosen_feedback_and_plain_never_does(r
     assert "--feedback" not in recipe.train_cmd("latent", args, tmp_path / "latent")
 
 
-def test_both_models_train_with_the_chosen_translation_prompt(recipe, tmp_path):
+def test_both_models_train_with_the_chosen_translation_prompt_and_precision(recipe, tmp_path):
     import argparse
 
     args = argparse.Namespace(
         data_dir=str(tmp_path), model="m", train_rows=8, valid_limit=2, lr=2e-4, warmup_steps=1, batch_size=2,
         lora_r=4, seed=1, max_length=64, steps=2, checkpoint_every=1, thoughts=2, feedback="identity",
-        translation_prompt="bare",
+        translation_prompt="bare", precision="bf16",
     )  # fmt: skip
     for kind in ("plain", "latent"):
         cmd = recipe.train_cmd(kind, args, tmp_path / kind)
-        assert cmd[cmd.index("--translation-prompt") + 1] == "bare"
-    args.translation_prompt = "few_shot"  # the default adds nothing: earlier runs' commands are unchanged
-    assert "--translation-prompt" not in recipe.train_cmd("plain", args, tmp_path / "plain")
+        assert cmd[cmd.index("--translation-prompt") + 1] == "bare" and cmd[cmd.index("--precision") + 1] == "bf16"
+    args.translation_prompt, args.precision = "few_shot", "auto"  # defaults add nothing: earlier commands stay
+    cmd = recipe.train_cmd("plain", args, tmp_path / "plain")
+    assert "--translation-prompt" not in cmd and "--precision" not in cmd
