@@ -3,7 +3,7 @@ and, with --baseline DIR, for another checkout of lgemma (an older commit, e.g. 
 `git worktree add DIR <commit>`) in the same run, printed as a ratio.
 
     python benchmarks/train_step.py [--model gemma-3-270m] [--data ../shared/data/prosqa/valid.json]
-        [--baseline DIR] [--steps 3] [--batch-size 8] [--rounds 1]
+        [--baseline DIR] [--steps 3] [--batch-size 8] [--rounds 1] [--bf16]
 
 Each measurement is `lgemma train --lora --stages 2 --steps-per-stage 1 --final-epochs 0
 --mix-prob 0 --max-steps 3`: step 1 is stage 0 (the chain of thought as text), steps 2 and 3 are
@@ -31,7 +31,7 @@ runpy.run_module("latent_gemma_cli", run_name="__main__", alter_sys=True)
 """
 
 
-def run(code: str | None, args, out: Path) -> dict[int, float]:
+def run(code: str | None, args, out: Path, extra: tuple[str, ...] = ()) -> dict[int, float]:
     prefix = [sys.executable, "-c", RUN_OTHER, code] if code else [sys.executable, "-m", "latent_gemma_cli"]
     cmd = [
         *prefix,
@@ -59,6 +59,7 @@ def run(code: str | None, args, out: Path) -> dict[int, float]:
         "cpu",
         "--seed",
         "0",
+        *extra,
     ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text(encoding="utf-8").split("\n") if line]
@@ -73,15 +74,24 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also time this checkout with --precision bf16 (autocast: other numerics, so a row of its own, "
+        "not the speed-up of the same computation)",
+    )
     args = parser.parse_args()
-    variants = {"this checkout": None}
+    variants: dict[str, str | None] = {"this checkout": None}
     if args.baseline:
         variants = {"baseline": str(Path(args.baseline).resolve()), **variants}
+    if args.bf16:
+        variants["this checkout, bf16"] = None
     times: dict[str, dict[int, list[float]]] = {name: {} for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for name, code in variants.items():
-                got = run(code, args, Path(tmp) / f"{name.replace(' ', '-')}-{r}")
+                extra = ("--precision", "bf16") if name.endswith("bf16") else ()
+                got = run(code, args, Path(tmp) / f"{name.replace(' ', '-').replace(',', '')}-{r}", extra)
                 for step, seconds in got.items():
                     times[name].setdefault(step, []).append(seconds)
                 print(f"round {r + 1} {name}: " + ", ".join(f"step {k} {v:.1f}s" for k, v in got.items()), flush=True)
@@ -94,6 +104,8 @@ def main() -> int:
         line = f"| {labels.get(step, step)} | " + " | ".join(f"{med[n]:.1f}" for n in variants)
         if args.baseline:
             line += f" | {med['baseline'] / med['this checkout']:.2f}x"
+            if args.bf16:
+                line += f" (bf16: {med['baseline'] / med['this checkout, bf16']:.2f}x)"
         print(line + " |")
     return 0
 

@@ -372,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--quantize", default="none", help="eval's --quantize (none: fp32, the trained weights as they are)"
     )
+    ap.add_argument(
+        "--models",
+        default="plain,latent",
+        help="which fine-tuned models this sitting trains and evaluates (plain: a sitting too short for both; "
+        "the same --out later with both adds the other; the better of those listed is registered)",
+    )
     ap.add_argument("--jobs", type=int, default=1, help="commands at once (2: both models train side by side)")
     ap.add_argument(
         "--sweep-thoughts",
@@ -399,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
         ).items():
             if getattr(args, k) == ap.get_default(k):
                 setattr(args, k, v)
+    models = tuple(m for m in ("plain", "latent") if m in args.models.split(","))
+    if not models or set(args.models.split(",")) - {"plain", "latent"}:
+        ap.error(f"--models takes plain, latent or both, not {args.models!r}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(out)
@@ -442,11 +451,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.sweep_only:
                 print(json.dumps(result, indent=2))
                 return 0
-        evals = [(key, mode, direction) for _, key, mode in ROWS for direction in DIRECTIONS]
+        keys = ("base", *models)
+        evals = [(key, mode, direction) for _, key, mode in ROWS if key in keys for direction in DIRECTIONS]
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            list(pool.map(train, ("plain", "latent")))
+            list(pool.map(train, models))
             list(pool.map(lambda e: eval_one(args, out, ledger, *e, threads=threads), evals))
-            samples = [(key, source) for key in ("base", "plain", "latent") for source in SAMPLES]
+            samples = [(key, source) for key in keys for source in SAMPLES]
             list(pool.map(lambda e: translate_samples(args, out, ledger, *e, threads=threads), samples))
 
     results: dict = {
@@ -466,10 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     if (out / "sweep" / "result.json").is_file():
         results["sweep"] = json.loads((out / "sweep" / "result.json").read_text(encoding="utf-8"))
     results["significance"] = {d: significance(out, d, "13a" if d.endswith("en") else "ja-mecab") for d in DIRECTIONS}
-    done = {
-        k: results["reports"].get(f"{k}-off-ja-en" if k == "plain" else f"{k}-coconut-ja-en")
-        for k in ("plain", "latent")
-    }
+    done = {k: results["reports"].get(f"{k}-off-ja-en" if k == "plain" else f"{k}-coconut-ja-en") for k in models}
     if args.register and all(done.values()):
         best = max(done, key=lambda k: done[k]["bleu"] or 0.0)
         results["registered"] = {"name": args.register, "model": best}
