@@ -199,7 +199,11 @@ def test_training_validation_and_eval_build_the_same_prompt_and_score_the_same_w
     # what training's per-stage validation runs and counts
     trainer = SimpleNamespace(
         config=SimpleNamespace(
-            curriculum=Curriculum(max_stage=1), feedback="identity", valid_max_new_tokens=8, batch_size=8
+            curriculum=Curriculum(max_stage=1),
+            feedback="identity",
+            valid_max_new_tokens=8,
+            batch_size=8,
+            translation_prompt="few_shot",
         ),
         markers=("<unused0>", "<unused1>"),
         marker_ids=tuple(loaded.tokenizer.convert_tokens_to_ids(["<unused0>", "<unused1>"])),
@@ -254,7 +258,11 @@ def test_training_validation_decodes_in_batches_of_one_task_and_grades_each_row_
     monkeypatch.setattr(Engine, "generate_batch", fake_generate_batch)
     trainer = SimpleNamespace(
         config=SimpleNamespace(
-            curriculum=Curriculum(max_stage=1), feedback="identity", valid_max_new_tokens=8, batch_size=batch_size
+            curriculum=Curriculum(max_stage=1),
+            feedback="identity",
+            valid_max_new_tokens=8,
+            batch_size=batch_size,
+            translation_prompt="few_shot",
         ),
         markers=("<unused0>", "<unused1>"),
         marker_ids=tuple(loaded.tokenizer.convert_tokens_to_ids(["<unused0>", "<unused1>"])),
