@@ -322,7 +322,8 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The recipe's options (also how translator_step.py and the tests get its settings)."""
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -388,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep-steps", type=int, default=100, help="updates of each sweep run")
     ap.add_argument("--sweep-rows", type=int, default=100, help="dev rows per direction scoring each sweep run")
     ap.add_argument("--sweep-only", action="store_true", help="run the sweep, print its result and stop")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser()
     args = ap.parse_args(argv)
     if args.sweep_only and not args.sweep_thoughts:
         ap.error("--sweep-only needs --sweep-thoughts")

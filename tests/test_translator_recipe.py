@@ -62,14 +62,14 @@ def test_significance_pairs_rows_against_plain_and_skips_other_rows(recipe, tmp_
     assert result["latent-off"] == {"bleu_p": 1.0, "chrf_p": 1.0}  # identical outputs
 
 
-def test_the_latent_model_trains_with_the_chosen_feedback_and_plain_never_does(recipe, tmp_path):
-    import argparse
+def _args(recipe, tmp_path, *options):
+    """The recipe's own options and defaults, on a small run."""
+    small = ["--data-dir", str(tmp_path), "--model", "m", "--train-rows", "8", "--steps", "2", "--batch-size", "2"]
+    return recipe.parser().parse_args([*small, *options])
 
-    args = argparse.Namespace(
-        data_dir=str(tmp_path), model="m", train_rows=8, valid_limit=2, lr=2e-4, warmup_steps=1, batch_size=2,
-        lora_r=4, seed=1, max_length=64, steps=2, checkpoint_every=1, thoughts=2, feedback="token_mix",
-        translation_prompt="few_shot", precision="auto",
-    )  # fmt: skip
+
+def test_the_latent_model_trains_with_the_chosen_feedback_and_plain_never_does(recipe, tmp_path):
+    args = _args(recipe, tmp_path, "--feedback", "token_mix")
     latent = recipe.train_cmd("latent", args, tmp_path / "latent")
     assert latent[latent.index("--feedback") + 1] == "token_mix" and latent[latent.index("-c") + 1] == "2"
     assert "--feedback" not in recipe.train_cmd("plain", args, tmp_path / "plain")
@@ -78,13 +78,7 @@ def test_the_latent_model_trains_with_the_chosen_feedback_and_plain_never_does(r
 
 
 def test_both_models_train_with_the_chosen_translation_prompt_and_precision(recipe, tmp_path):
-    import argparse
-
-    args = argparse.Namespace(
-        data_dir=str(tmp_path), model="m", train_rows=8, valid_limit=2, lr=2e-4, warmup_steps=1, batch_size=2,
-        lora_r=4, seed=1, max_length=64, steps=2, checkpoint_every=1, thoughts=2, feedback="identity",
-        translation_prompt="bare", precision="bf16",
-    )  # fmt: skip
+    args = _args(recipe, tmp_path, "--translation-prompt", "bare", "--precision", "bf16")
     for kind in ("plain", "latent"):
         cmd = recipe.train_cmd(kind, args, tmp_path / kind)
         assert cmd[cmd.index("--translation-prompt") + 1] == "bare" and cmd[cmd.index("--precision") + 1] == "bf16"
