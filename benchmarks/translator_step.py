@@ -4,9 +4,9 @@ one thread each (the recipe's `--jobs 2` layout), so the four are timed on the s
 
     python benchmarks/translator_step.py [--model gemma-3-270m] [--steps 12] [--data-dir DIR]
 
-Each is `lgemma train --lora --stages 0 --max-steps N` with the recipe's settings (batch 8, r 16,
-seed 1, `--bucket-by-length`, `--direction both`); the median `step_s` of steps 3..N from the run's
-metrics.jsonl (the first two include warm-up).
+Each is the recipe's own plain training command (`translator.py`'s `train_cmd` with its default
+settings: batch 8, r 16, seed 1, `--bucket-by-length`, `--direction both`) plus `--max-steps N`;
+the median `step_s` of steps 3..N from the run's metrics.jsonl (the first two include warm-up).
 """
 
 from __future__ import annotations
@@ -20,24 +20,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import translator  # noqa: E402  (the recipe whose update is timed)
 
 
 def command(args, out: Path, prompt: str, precision: str) -> list[str]:
-    data = Path(args.data_dir)
-    cmd = [sys.executable, "-m", "latent_gemma_cli", "train", "--model", args.model, "--out", str(out)]
-    cmd += ["--device", "cpu", "--lora", "--data", str(data / "train.jsonl"), "--direction", "both"]
-    cmd += ["--limit", "4000", "--lr", "2e-4", "--warmup-steps", "10", "--batch-size", "8", "--lora-r", "16"]
-    cmd += ["--lora-alpha", "32", "--seed", "1", "--max-length", "256", "--steps-per-stage", "300"]
-    cmd += ["--final-epochs", "0", "--bucket-by-length", "--stages", "0", "--max-steps", str(args.steps)]
-    return cmd + ["--translation-prompt", prompt, "--precision", precision, "-q"]
+    recipe = translator.parser().parse_args(
+        ["--model", args.model, "--data-dir", args.data_dir, "--translation-prompt", prompt, "--precision", precision]
+    )
+    return translator.train_cmd("plain", recipe, out) + ["--max-steps", str(args.steps), "-q"]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="gemma-3-270m")
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "small_parallel_enja"))
+    ap.add_argument("--data-dir", default=translator.parser().get_default("data_dir"))
     args = ap.parse_args()
     variants = [(p, q) for q in ("no", "bf16") for p in ("few_shot", "bare")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
