@@ -81,16 +81,16 @@ def main() -> int:
         "not the speed-up of the same computation)",
     )
     args = parser.parse_args()
-    variants: dict[str, str | None] = {"this checkout": None}
+    # name: (the checkout's path, None for this one; extra train options)
+    variants: dict[str, tuple[str | None, tuple[str, ...]]] = {"this checkout": (None, ())}
     if args.baseline:
-        variants = {"baseline": str(Path(args.baseline).resolve()), **variants}
+        variants = {"baseline": (str(Path(args.baseline).resolve()), ()), **variants}
     if args.bf16:
-        variants["this checkout, bf16"] = None
+        variants["this checkout, bf16"] = (None, ("--precision", "bf16"))
     times: dict[str, dict[int, list[float]]] = {name: {} for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            for name, code in variants.items():
-                extra = ("--precision", "bf16") if name.endswith("bf16") else ()
+            for name, (code, extra) in variants.items():
                 got = run(code, args, Path(tmp) / f"{name.replace(' ', '-').replace(',', '')}-{r}", extra)
                 for step, seconds in got.items():
                     times[name].setdefault(step, []).append(seconds)

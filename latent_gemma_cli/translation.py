@@ -206,6 +206,7 @@ def translate_segments(
     """Translate the chunks in order, `batch_size` prompts per engine call (left-padded), and
     yield each line, in order, as soon as all of its chunks are done."""
     settings = replace(settings, stop_ids=tuple(settings.stop_ids) + stop_ids(loaded.tokenizer))
+    style = prompt_style(loaded)
     work = [(index, c, chunk) for index, seg in enumerate(segments) for c, chunk in enumerate(seg.chunks)]
     done: dict[int, list[ChunkResult]] = {}
     emitted = 0
@@ -227,10 +228,7 @@ def translate_segments(
     yield from ready()
     for start in range(0, len(work), max(1, batch_size)):
         batch = work[start : start + batch_size]
-        prompts = [
-            translation_prompt_ids(loaded.tokenizer, chunk, source, target, prompt_style(loaded))
-            for _, _, chunk in batch
-        ]
+        prompts = [translation_prompt_ids(loaded.tokenizer, chunk, source, target, style) for _, _, chunk in batch]
         began = time.perf_counter()
         gens = loaded.engine.generate_batch(prompts, settings)
         seconds = (time.perf_counter() - began) / len(batch)
