@@ -162,6 +162,7 @@ class LatentRunner:
         self._mean_embed_norm: torch.Tensor | None = None
         # The pause token's id for the `pause` feedback (the pause-as-thought control).
         self.pause_id: int | None = None
+        self._separable: bool | None = None
 
     @property
     def device(self) -> torch.device:
@@ -200,6 +201,27 @@ class LatentRunner:
         logits = self.model.get_output_embeddings()(hidden).float()
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
+
+    def head_is_separable(self) -> bool:
+        """Whether the model's logits are `next_token_logits` of the backbone's hidden states (true
+        of Gemma, Llama, Qwen and most causal LMs; not of one that scales its logits after the
+        head, such as Cohere's `logit_scale`). Checked once, on three tokens in eval mode, so the
+        training loss may run the LM head on its labelled positions only and stay exact."""
+        if self._separable is None:
+            modes = {m: m.training for m in self.model.modules()}
+            vocab = int(getattr(self._plain_embedding, "num_embeddings", 3))
+            ids = torch.arange(3, device=self.device)[None] % vocab
+            self.model.eval()
+            try:  # in the model's own precision: an autocast region around the call is not the model
+                with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
+                    whole = self.model(input_ids=ids, use_cache=False).logits.float()
+                    split = self.next_token_logits(self.backbone(input_ids=ids, use_cache=False).last_hidden_state)
+            finally:
+                for module, training in modes.items():
+                    module.training = training
+            scale = max(1.0, float(whole.abs().max()))
+            self._separable = whole.shape == split.shape and bool((whole - split).abs().max() <= 1e-4 * scale)
+        return self._separable
 
     def token_mixture(self, logits: torch.Tensor) -> torch.Tensor:
         """scale * softmax(logits) @ E over the whole vocabulary; (batch, hidden), differentiable.

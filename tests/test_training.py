@@ -27,7 +27,12 @@ from latent_gemma_cli.loading import load_model
 from latent_gemma_cli.prompting import prompt_ids
 from latent_gemma_cli.training import curriculum as cur
 from latent_gemma_cli.training.curriculum import IGNORE, Curriculum, build_sequence, plan
-from latent_gemma_cli.training.forward import batch_loss, enable_mlp_checkpointing, latent_loss
+from latent_gemma_cli.training.forward import (
+    batch_loss,
+    enable_mlp_checkpointing,
+    latent_loss,
+    padding_chunks,
+)
 from latent_gemma_cli.training.prepare import LoraSettings, apply_lora, final_model
 from latent_gemma_cli.training.trainer import TrainConfig, Trainer
 
@@ -321,7 +326,7 @@ def test_pause_control_feeds_one_learned_vector_never_the_hidden_state(g3):
             seq = _seq(g3, "Is Tom a lempus?", 2)  # 4 thoughts
             batch_loss(runner, [seq], pad_id=0, feedback="pause")
             start = len(seq.prompt)
-            thoughts = seen[0][0, start : start + seq.num_thoughts]
+            thoughts = seen[-1][0, start : start + seq.num_thoughts]  # the loss's one pass
             assert torch.equal(thoughts, pause.expand(seq.num_thoughts, -1))
     finally:
         hook.remove()
@@ -357,6 +362,82 @@ def test_padding_does_not_change_the_loss(g3):
         together = latent_loss(runner, [short, long], pad_id=0)
     assert together.tokens == alone[0].tokens + alone[1].tokens
     assert abs(float(together.total) - float(alone[0].total + alone[1].total)) < 1e-4
+
+
+def _spread(loaded, stage):
+    """Six sequences whose prompts run from a few tokens to ~20x as many."""
+    words = "Every wumpus is a yumpus and every yumpus is a zumpus".split()
+    return [_seq(loaded, " ".join(words * k) + " Is Tom a lempus?", stage) for k in (0, 0, 1, 4, 9, 10)]
+
+
+def test_padding_chunks_split_a_spread_batch_into_fewer_padded_positions(g3):
+    seqs = _spread(g3, 0)
+    chunks = padding_chunks(seqs, "cpu")
+
+    def positions(groups):
+        return sum(len(g) * (max(len(s.prompt) for s in g) + max(len(s.tail) for s in g)) for g in groups)
+
+    assert len(chunks) > 1 and positions(chunks) < positions([seqs])
+    assert sorted(map(id, (s for c in chunks for s in c))) == sorted(map(id, seqs))  # each row once
+    # similar lengths stay one pass (a pass costs more than the padding it saves); so does a GPU
+    assert padding_chunks(seqs[:2], "cpu") == [seqs[:2]]
+    assert padding_chunks(seqs, "cuda") == [seqs] and padding_chunks(seqs, "meta") == [seqs]
+
+
+@pytest.mark.parametrize("stage", [0, 2])
+def test_a_batch_split_by_length_keeps_the_loss_and_gradients(g2, stage):
+    model = g2.model
+    seqs = _spread(g2, stage)
+    assert len(padding_chunks(seqs, "cpu")) > 1
+    model.zero_grad(set_to_none=True)
+    got = batch_loss(LatentRunner(model), seqs, pad_id=0)
+    (got.total / got.tokens).backward()
+    got_grads = _grads(model)
+    want = sum(naive_loss(model, s) for s in seqs)
+    tokens = sum(s.target_tokens for s in seqs)
+    (want / tokens).backward()
+    assert got.tokens == tokens
+    assert abs(float(got.total / got.tokens) - float(want / tokens)) < LOSS_TOL
+    _close_grads(got_grads, _grads(model))
+
+
+@pytest.mark.parametrize("stage", [0, 2])
+def test_the_lm_head_runs_on_target_tokens_only(g3, stage):
+    """One logit row per labelled token: none for the padding after shorter targets."""
+    seqs = [_seq(g3, "Tom?", stage), _seq(g3, "Is Tom a lempus?", stage, steps=STEPS[:1])]
+    assert len({len(s.tail) for s in seqs}) == 2
+    runner = LatentRunner(g3.model)
+    assert runner.head_is_separable()
+    rows = []
+    hook = g3.model.get_output_embeddings().register_forward_hook(lambda m, a, out: rows.append(out.shape[:-1].numel()))
+    try:
+        with torch.no_grad():
+            out = batch_loss(runner, seqs, pad_id=0)
+    finally:
+        hook.remove()
+    # thought passes use no head with the identity feedback; the one head call is the loss's
+    assert rows == [out.tokens] and out.tokens == sum(s.target_tokens for s in seqs)
+
+
+@pytest.mark.parametrize("stage", [0, 2])
+def test_a_model_that_scales_its_logits_keeps_its_exact_loss(g2, stage):
+    """A head that is not the LM head alone (here the logits are doubled after it, as Cohere's
+    `logit_scale` does) is detected, and the loss runs the model's own forward."""
+    model = g2.model
+    hook = model.register_forward_hook(lambda m, a, out: out.__setitem__("logits", out.logits * 2) or out)
+    try:
+        runner = LatentRunner(model)
+        assert not runner.head_is_separable()
+        assert model.training  # the check ran in eval mode and put every module back
+        seqs = [_seq(g2, "Is Tom a lempus?", stage), _seq(g2, "Tom?", stage)]
+        with torch.no_grad():
+            got = batch_loss(runner, seqs, pad_id=0)
+            want = sum(naive_loss(model, s) for s in seqs)
+    finally:
+        hook.remove()
+    assert abs(float(got.total / got.tokens) - float(want / got.tokens)) < LOSS_TOL
+    with torch.no_grad():  # and the doubling mattered: without it the loss differs
+        assert abs(float(batch_loss(LatentRunner(model), seqs, pad_id=0).total - got.total)) > 1e-3
 
 
 def test_gradient_reaches_the_prompt_through_the_thoughts(g2):

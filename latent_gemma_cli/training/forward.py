@@ -70,13 +70,12 @@ def language_loss(runner: LatentRunner, seqs: list[TrainSequence], pad_id: int) 
     # One IGNORE past every row's end: the last logit column predicts nothing, and the logits are
     # flattened as they come (a view, where slicing the column off first copied the whole tensor).
     targets = torch.tensor([s.tail_labels + [IGNORE] * (tail_width + 1 - len(s.tail)) for s in seqs], device=dev)
-    logits = runner.model(
-        inputs_embeds=runner.embed(ids),
-        attention_mask=mask,
-        position_ids=_positions(mask),
-        use_cache=False,
-        logits_to_keep=tail_width + 1,
-    ).logits
+    inputs = dict(inputs_embeds=runner.embed(ids), attention_mask=mask, position_ids=_positions(mask), use_cache=False)
+    if runner.head_is_separable():
+        # hidden[:, j] is at column width - 1 + j and predicts the target token tail[j].
+        hidden = runner.backbone(**inputs).last_hidden_state[:, width - 1 :]
+        return _target_loss(runner, hidden, targets)
+    logits = runner.model(**inputs, logits_to_keep=tail_width + 1).logits
     # logits[:, j] is at column width - 1 + j and predicts the target token tail[j].
     total = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum")
     return LossSum(total, int((targets != IGNORE).sum()))
@@ -119,13 +118,24 @@ def latent_loss(
     inputs = torch.cat([last[:, None, :], runner.embed(tail)], dim=1)
     mask = torch.cat([mask, ones, tail_mask], dim=1)
     positions = _positions(mask)[:, -(tail_width + 1) :]
-    out = runner.model(
-        inputs_embeds=inputs, attention_mask=mask, position_ids=positions, use_cache=True, **{runner.cache_kw: cache}
-    )
-    # logits[:, j] predicts tail[:, j]: position 0 is the last thought (predicting <eot>, ignored).
-    logits = out.logits.float()
+    kwargs = dict(inputs_embeds=inputs, attention_mask=mask, position_ids=positions, use_cache=True)
+    kwargs[runner.cache_kw] = cache
+    # [:, j] predicts tail[:, j]: position 0 is the last thought (predicting <eot>, ignored).
+    if runner.head_is_separable():
+        return _target_loss(runner, runner.backbone(**kwargs).last_hidden_state, labels)
+    logits = runner.model(**kwargs).logits.float()
     total = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
     return LossSum(total, int((labels != IGNORE).sum()))
+
+
+def _target_loss(runner: LatentRunner, hidden: torch.Tensor, labels: torch.Tensor) -> LossSum:
+    """Summed cross-entropy with the LM head run on the labelled positions only: the padding after
+    shorter targets and the ignored positions get no 262k-wide logit row (on ProsQA batches about
+    a third of the target columns)."""
+    keep = labels != IGNORE
+    logits = runner.next_token_logits(hidden[keep])
+    total = F.cross_entropy(logits, labels[keep], reduction="sum")
+    return LossSum(total, int(keep.sum()))
 
 
 def _feed(runner: LatentRunner, hidden: torch.Tensor, feedback: str, detach: bool) -> torch.Tensor:
@@ -159,15 +169,51 @@ def batch_loss(runner: LatentRunner, seqs: list[TrainSequence], pad_id: int, fee
         groups.setdefault(s.key(), []).append(s)
     total, tokens = None, 0
     for (n, markers), group in sorted(groups.items()):
-        if not markers:
-            part = language_loss(runner, group, pad_id)
-        elif feedback == "pause":
-            part = pause_loss(runner, group, pad_id)
-        else:
-            part = latent_loss(runner, group, pad_id, feedback)
-        total = part.total if total is None else total + part.total
-        tokens += part.tokens
+        for chunk in padding_chunks(group, runner.device):
+            if not markers:
+                part = language_loss(runner, chunk, pad_id)
+            elif feedback == "pause":
+                part = pause_loss(runner, chunk, pad_id)
+            else:
+                part = latent_loss(runner, chunk, pad_id, feedback)
+            total = part.total if total is None else total + part.total
+            tokens += part.tokens
     return LossSum(total, tokens)
+
+
+# What one more padded pass costs besides its tokens, in token positions, on a CPU: the passes'
+# fixed work (one call per layer and op, for forward and backward) is small beside a position's.
+CHUNK_OVERHEAD_TOKENS = {"cpu": 64}
+
+
+def padding_chunks(seqs: list[TrainSequence], device: torch.device | str) -> list[list[TrainSequence]]:
+    """Split sequences that share a layout into passes of similar lengths, where that computes
+    fewer padded positions: each row computes exactly what it computes alone (padding is masked
+    and positions restart on each row), so the summed loss and its gradients are the same.
+
+    A CPU computes every padded position at full cost: a ProsQA batch of 8 prompts of 218-377
+    tokens is 20% padding in one pass. Positions are rows x (longest prompt + longest tail) per
+    pass, plus CHUNK_OVERHEAD_TOKENS for each pass; the cheapest split into runs of the
+    length-sorted rows is found exactly (dynamic programming over the split points). Other devices
+    (a GPU runs padding in parallel) keep one pass."""
+    overhead = CHUNK_OVERHEAD_TOKENS.get(torch.device(device).type)
+    if overhead is None or len(seqs) < 2:
+        return [seqs]
+    rows = sorted(seqs, key=lambda s: (len(s.prompt), len(s.tail)))
+    best = [0.0] + [float("inf")] * len(rows)  # best[i]: cheapest cost of rows[:i]
+    cut = [0] * (len(rows) + 1)
+    for i in range(1, len(rows) + 1):
+        prompt = tail = 0
+        for j in range(i - 1, -1, -1):  # the last pass is rows[j:i]
+            prompt, tail = max(prompt, len(rows[j].prompt)), max(tail, len(rows[j].tail))
+            cost = best[j] + (i - j) * (prompt + tail) + overhead
+            if cost < best[i]:
+                best[i], cut[i] = cost, j
+    chunks, i = [], len(rows)
+    while i > 0:
+        chunks.append(rows[cut[i] : i])
+        i = cut[i]
+    return chunks[::-1]
 
 
 class LatentLossModule(torch.nn.Module):

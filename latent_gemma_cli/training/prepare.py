@@ -135,8 +135,12 @@ def _sparse_trainable_tokens_forward(self: Any, x: torch.Tensor, *args: Any, **k
             out = torch.where(marked[..., None], rows, out)
         scale = self._get_embed_scale()
         return out if scale is None else out * scale.to(out.dtype)
-    # a tied LM head: peft computes F.linear(x, W with the marker rows replaced), without a bias
-    return F.linear(x, base.weight).index_copy(-1, index, F.linear(x, delta))
+    # a tied LM head: peft computes F.linear(x, W with the marker rows replaced), without a bias.
+    # The marker columns get the difference added in place: an out-of-place `index_copy` copied
+    # the whole logits tensor forward and its gradient backward (hundreds of MB at 262k columns),
+    # an in-place add's gradient is the incoming one as it is.
+    correction = F.linear(x, delta - base.weight.index_select(0, index))
+    return F.linear(x, base.weight).index_add_(-1, index, correction)
 
 
 def hf_model(model: Any) -> Any:
