@@ -9,7 +9,10 @@ Decode is timed on a fixed prompt with greedy decoding: `transformers` `generate
 min_new_tokens = max_new_tokens (so every variant decodes the same count), and lgemma's engine in
 `off` mode (its own timings: prefill, then decode s/token). Medians over --repeats.
 Cold start is the wall time of `lgemma ask --mode off --max-new-tokens 8` in a new process, and of
-the same job written as a plain `transformers` script, median of --cold-runs each.
+the same job written as a plain `transformers` script, median of --cold-runs each; below them, the
+parts any such process pays before it computes anything, each in a new process of its own:
+importing torch, importing torch and transformers with the model's class, and parsing the model's
+tokenizer.json with the tokenizers library. --cold-only skips the decode table.
 """
 
 from __future__ import annotations
@@ -33,6 +36,19 @@ ids = tok(sys.argv[2], return_tensors="pt")
 out = model.generate(**ids, max_new_tokens=8, do_sample=False)
 print(tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
 """
+
+
+FLOOR_SCRIPTS = {
+    "python: import torch": "import torch",
+    "python: import torch, transformers and the model's class": (
+        "import json, sys, transformers\n"
+        "arch = json.load(open(sys.argv[1] + '/config.json'))['architectures'][0]\n"
+        "getattr(transformers, arch)"
+    ),
+    "tokenizers: parse tokenizer.json": (
+        "import sys\nfrom tokenizers import Tokenizer\nTokenizer.from_file(sys.argv[1] + '/tokenizer.json')"
+    ),
+}
 
 
 def median_time(fn, repeats: int) -> float:
@@ -121,6 +137,7 @@ def main() -> int:
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--schemes", default="none,int8,int4")
     parser.add_argument("--gguf", default=None, help="GGUF file for the llama.cpp column (needs llama-cpp-python)")
+    parser.add_argument("--cold-only", action="store_true", help="only the cold-start table")
     args = parser.parse_args()
 
     import torch
@@ -129,6 +146,13 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     path = str(resolve_model_path(args.model))
+    if not args.cold_only:
+        decode_table(args, path)
+    cold_table(args, path)
+    return 0
+
+
+def decode_table(args, path: str) -> None:
     base = transformers_fp32(path, args.new_tokens, args.repeats)
     rows = {"transformers fp32": base}
     for scheme in args.schemes.split(","):
@@ -137,18 +161,6 @@ def main() -> int:
         found = llama_cpp(args.gguf, args.threads, args.new_tokens, args.repeats)
         if found:
             rows["llama.cpp (GGUF)"] = found
-
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    cold_rows = {
-        "transformers fp32 script": cold_env(
-            [sys.executable, "-c", BASELINE_SCRIPT.format(threads=args.threads), path, PROMPT], args.cold_runs, env
-        )
-    }
-    for scheme in args.schemes.split(","):
-        cmd = [sys.executable, "-m", "latent_gemma_cli", "ask", "--model", args.model, "--mode", "off"]
-        cmd += ["--max-new-tokens", "8", "--quantize", scheme, "--no-log", "--no-trace", PROMPT]
-        cold_rows[f"lgemma ask --quantize {scheme}"] = cold_env(cmd, args.cold_runs, env)
-
     print(f"model {args.model}, {args.threads} threads, prompt {base['prompt_tokens']} tokens, greedy, medians")
     print()
     print("| variant | decode s/token | vs transformers fp32 | prefill s | vs transformers fp32 | load s |")
@@ -163,12 +175,34 @@ def main() -> int:
         for name, r in rows.items():
             print(f"{name}: decode {r['decode_s_per_token'] / ref:.2f}x llama.cpp's time per token")
     print()
+
+
+def cold_table(args, path: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    cold_rows = {
+        "transformers fp32 script": cold_env(
+            [sys.executable, "-c", BASELINE_SCRIPT.format(threads=args.threads), path, PROMPT], args.cold_runs, env
+        )
+    }
+    for scheme in args.schemes.split(","):
+        cmd = [sys.executable, "-m", "latent_gemma_cli", "ask", "--model", args.model, "--mode", "off"]
+        cmd += ["--max-new-tokens", "8", "--quantize", scheme, "--no-log", "--no-trace", PROMPT]
+        cold_rows[f"lgemma ask --quantize {scheme}"] = cold_env(cmd, args.cold_runs, env)
+    floor = {
+        name: cold_env([sys.executable, "-c", code, path], args.cold_runs, env) for name, code in FLOOR_SCRIPTS.items()
+    }
+    print(f"model {args.model}, {args.threads} threads, medians of {args.cold_runs} new processes")
+    print()
     print("| cold start (new process, 8 tokens) | wall s | vs transformers script |")
     print("|---|---|---|")
     ref = cold_rows["transformers fp32 script"]
-    for name, wall in cold_rows.items():
+    for name, wall in [*cold_rows.items(), *((f"{k} (alone)", v) for k, v in floor.items())]:
         print(f"| {name} | {wall:.2f} | {wall / ref:.2f}x its time |")
-    return 0
+    print()
+    print(
+        "importing torch, transformers and the model's class, plus parsing the tokenizer, before a "
+        f"weight is read or a token computed: {sum(list(floor.values())[1:]):.2f} s"
+    )
 
 
 def cold_env(cmd: list[str], runs: int, env: dict) -> float:
