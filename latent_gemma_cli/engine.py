@@ -205,23 +205,33 @@ class LatentRunner:
     def head_is_separable(self) -> bool:
         """Whether the model's logits are `next_token_logits` of the backbone's hidden states (true
         of Gemma, Llama, Qwen and most causal LMs; not of one that scales its logits after the
-        head, such as Cohere's `logit_scale`). Checked once, on three tokens in eval mode, so the
-        training loss may run the LM head on its labelled positions only and stay exact."""
+        head, such as Cohere's `logit_scale`). Checked once, on three tokens in eval mode and in
+        the model's own precision, so the training loss may run the LM head on its labelled
+        positions only and stay exact in float32 (under bf16 autocast Gemma 2's soft-capping is
+        then applied in float32). A model whose parts cannot be called this way is not separable.
+        The check calls the model's forward hooks once more and sets `training` back directly."""
         if self._separable is None:
-            modes = {m: m.training for m in self.model.modules()}
-            vocab = int(getattr(self._plain_embedding, "num_embeddings", 3))
-            ids = torch.arange(3, device=self.device)[None] % vocab
-            self.model.eval()
-            try:  # in the model's own precision: an autocast region around the call is not the model
-                with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
-                    whole = self.model(input_ids=ids, use_cache=False).logits.float()
-                    split = self.next_token_logits(self.backbone(input_ids=ids, use_cache=False).last_hidden_state)
-            finally:
-                for module, training in modes.items():
-                    module.training = training
-            scale = max(1.0, float(whole.abs().max()))
-            self._separable = whole.shape == split.shape and bool((whole - split).abs().max() <= 1e-4 * scale)
+            self._separable = self._check_separable()
         return self._separable
+
+    def _check_separable(self) -> bool:
+        if self.backbone is self.model or self.model.get_output_embeddings() is None:
+            return False
+        modes = {m: m.training for m in self.model.modules()}
+        vocab = int(getattr(self._plain_embedding, "num_embeddings", 3))
+        ids = torch.arange(3, device=self.device)[None] % vocab
+        self.model.eval()
+        try:  # in the model's own precision: an autocast region around the call is not the model
+            with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
+                whole = self.model(input_ids=ids, use_cache=False).logits.float()
+                split = self.next_token_logits(self.backbone(input_ids=ids, use_cache=False).last_hidden_state)
+        except (AttributeError, TypeError, ValueError, RuntimeError):
+            return False
+        finally:
+            for module, training in modes.items():
+                module.training = training
+        scale = max(1.0, float(whole.abs().max()))
+        return whole.shape == split.shape and bool((whole - split).abs().max() <= 1e-4 * scale)
 
     def token_mixture(self, logits: torch.Tensor) -> torch.Tensor:
         """scale * softmax(logits) @ E over the whole vocabulary; (batch, hidden), differentiable.

@@ -380,7 +380,10 @@ def test_padding_chunks_split_a_spread_batch_into_fewer_padded_positions(g3):
     assert len(chunks) > 1 and positions(chunks) < positions([seqs])
     assert sorted(map(id, (s for c in chunks for s in c))) == sorted(map(id, seqs))  # each row once
     # similar lengths stay one pass (a pass costs more than the padding it saves); so does a GPU
-    assert padding_chunks(seqs[:2], "cpu") == [seqs[:2]]
+    assert len(seqs[2].prompt) - len(seqs[1].prompt) >= 10
+    assert padding_chunks(seqs[1:3], "cpu") == [seqs[1:3]]
+    # a latent chunk runs n + 1 passes, so the same rows split less readily
+    assert len(padding_chunks(seqs, "cpu", passes=50)) < len(chunks)
     assert padding_chunks(seqs, "cuda") == [seqs] and padding_chunks(seqs, "meta") == [seqs]
 
 
@@ -419,6 +422,12 @@ def test_the_lm_head_runs_on_target_tokens_only(g3, stage):
     assert rows == [out.tokens] and out.tokens == sum(s.target_tokens for s in seqs)
 
 
+def test_a_model_without_a_separate_backbone_is_not_separable(g3):
+    runner = LatentRunner(g3.model)
+    runner.backbone = g3.model  # as for a model class without `base_model_prefix`
+    assert not runner.head_is_separable()
+
+
 @pytest.mark.parametrize("stage", [0, 2])
 def test_a_model_that_scales_its_logits_keeps_its_exact_loss(g2, stage):
     """A head that is not the LM head alone (here the logits are doubled after it, as Cohere's
@@ -428,7 +437,7 @@ def test_a_model_that_scales_its_logits_keeps_its_exact_loss(g2, stage):
     try:
         runner = LatentRunner(model)
         assert not runner.head_is_separable()
-        assert model.training  # the check ran in eval mode and put every module back
+        assert all(m.training for m in model.modules())  # the check ran in eval mode and put them back
         seqs = [_seq(g2, "Is Tom a lempus?", stage), _seq(g2, "Tom?", stage)]
         with torch.no_grad():
             got = batch_loss(runner, seqs, pad_id=0)
@@ -516,6 +525,7 @@ def test_sparse_trainable_tokens_equal_peft_in_loss_and_gradients(request, which
                 p.add_(torch.randn_like(p) * 0.1)
     seqs = [_seq(loaded, "Is Tom a lempus?", stage), _seq(loaded, "猫は何ですか？ Every wumpus is a yumpus.", stage)]
     runner = LatentRunner(peft_model.get_base_model())
+    assert runner.head_is_separable()  # the labelled-rows head, under peft's wrappers
     sparse = batch_loss(runner, seqs, 0)
     sparse.total.backward()
     sparse_grads = _grads(peft_model)

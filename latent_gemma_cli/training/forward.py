@@ -169,7 +169,9 @@ def batch_loss(runner: LatentRunner, seqs: list[TrainSequence], pad_id: int, fee
         groups.setdefault(s.key(), []).append(s)
     total, tokens = None, 0
     for (n, markers), group in sorted(groups.items()):
-        for chunk in padding_chunks(group, runner.device):
+        # passes per chunk: one for prompt + target, n + 1 for the thought passes
+        passes = 1 if not markers or feedback == "pause" else n + 1
+        for chunk in padding_chunks(group, runner.device, passes):
             if not markers:
                 part = language_loss(runner, chunk, pad_id)
             elif feedback == "pause":
@@ -186,19 +188,21 @@ def batch_loss(runner: LatentRunner, seqs: list[TrainSequence], pad_id: int, fee
 CHUNK_OVERHEAD_TOKENS = {"cpu": 64}
 
 
-def padding_chunks(seqs: list[TrainSequence], device: torch.device | str) -> list[list[TrainSequence]]:
+def padding_chunks(seqs: list[TrainSequence], device: torch.device | str, passes: int = 1) -> list[list[TrainSequence]]:
     """Split sequences that share a layout into passes of similar lengths, where that computes
     fewer padded positions: each row computes exactly what it computes alone (padding is masked
     and positions restart on each row), so the summed loss and its gradients are the same.
 
     A CPU computes every padded position at full cost: a ProsQA batch of 8 prompts of 218-377
     tokens is 20% padding in one pass. Positions are rows x (longest prompt + longest tail) per
-    pass, plus CHUNK_OVERHEAD_TOKENS for each pass; the cheapest split into runs of the
-    length-sorted rows is found exactly (dynamic programming over the split points). Other devices
-    (a GPU runs padding in parallel) keep one pass."""
+    chunk, plus CHUNK_OVERHEAD_TOKENS for each of the chunk's `passes` (a latent chunk runs n + 1);
+    the cheapest split into runs of the length-sorted rows is found exactly (dynamic programming
+    over the split points); on the CPU the rows come back sorted even as one chunk. Other devices
+    (a GPU runs padding in parallel) keep the rows as one chunk, in their order."""
     overhead = CHUNK_OVERHEAD_TOKENS.get(torch.device(device).type)
     if overhead is None or len(seqs) < 2:
         return [seqs]
+    overhead *= passes
     rows = sorted(seqs, key=lambda s: (len(s.prompt), len(s.tail)))
     best = [0.0] + [float("inf")] * len(rows)  # best[i]: cheapest cost of rows[:i]
     cut = [0] * (len(rows) + 1)
