@@ -739,12 +739,9 @@ def test_a_run_killed_before_its_first_checkpoint_can_start_again_in_its_out(tin
     (out / "metrics.jsonl").write_text('{"step": 1, "stage": 0, "loss": 9.9}\n{"step": 2, "sta', encoding="utf-8")
     result = lgemma(*_train_args(tiny_gemma2, train_file, out, "--resume", "auto", "--steps-per-stage", "2"))
     assert result.exit_code == 0, result.stderr
-    steps = [
-        json.loads(line)["step"]
-        for line in (out / "metrics.jsonl").read_text(encoding="utf-8").split("\n")
-        if '"loss"' in line
-    ]
-    assert steps == [1, 2] and "9.9" not in (out / "metrics.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text(encoding="utf-8").split("\n") if line]
+    # the killed run's rows are gone (compared as values: "9.9" can be part of a measured rate)
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2] and 9.9 not in [r.get("loss") for r in rows]
 
 
 def test_replay_lets_flags_given_now_win(tiny_gemma2, tmp_path):
