@@ -206,6 +206,20 @@ def _close_grads(a, b):
     assert worst <= GRAD_TOL * scale, worst
 
 
+def _assert_loss_and_grads_equal_naive(model, seqs):
+    """batch_loss's mean token loss and gradients equal the naive recompute's, sequence by sequence."""
+    model.zero_grad(set_to_none=True)
+    got = batch_loss(LatentRunner(model), seqs, pad_id=0)
+    (got.total / got.tokens).backward()
+    got_grads = _grads(model)
+    want = sum(naive_loss(model, s) for s in seqs)
+    tokens = sum(s.target_tokens for s in seqs)
+    (want / tokens).backward()
+    assert got.tokens == tokens
+    assert abs(float(got.total / got.tokens) - float(want / tokens)) < LOSS_TOL
+    _close_grads(got_grads, _grads(model))
+
+
 @pytest.mark.parametrize("which", ["g2", "g3"])
 @pytest.mark.parametrize("stage", [0, 1, 3])
 def test_cached_loss_and_grads_equal_naive(request, which, stage):
@@ -216,17 +230,7 @@ def test_cached_loss_and_grads_equal_naive(request, which, stage):
         _seq(loaded, "Every wumpus is a yumpus. Is Tom a lempus or a gorpus?", stage),
     ]
     assert seqs[0].length > 8 + seqs[0].num_thoughts  # longer than the sliding window
-    model.zero_grad(set_to_none=True)
-    got = batch_loss(LatentRunner(model), seqs, pad_id=0)
-    (got.total / got.tokens).backward()
-    got_grads = _grads(model)
-    want = sum(naive_loss(model, s) for s in seqs)
-    tokens = sum(s.target_tokens for s in seqs)
-    (want / tokens).backward()
-    want_grads = _grads(model)
-    assert got.tokens == tokens
-    assert abs(float(got.total / got.tokens) - float(want / tokens)) < LOSS_TOL
-    _close_grads(got_grads, want_grads)
+    _assert_loss_and_grads_equal_naive(model, seqs)
 
 
 @pytest.mark.parametrize("which", ["g2", "g3"])
@@ -392,16 +396,7 @@ def test_a_batch_split_by_length_keeps_the_loss_and_gradients(g2, stage):
     model = g2.model
     seqs = _spread(g2, stage)
     assert len(padding_chunks(seqs, "cpu")) > 1
-    model.zero_grad(set_to_none=True)
-    got = batch_loss(LatentRunner(model), seqs, pad_id=0)
-    (got.total / got.tokens).backward()
-    got_grads = _grads(model)
-    want = sum(naive_loss(model, s) for s in seqs)
-    tokens = sum(s.target_tokens for s in seqs)
-    (want / tokens).backward()
-    assert got.tokens == tokens
-    assert abs(float(got.total / got.tokens) - float(want / tokens)) < LOSS_TOL
-    _close_grads(got_grads, _grads(model))
+    _assert_loss_and_grads_equal_naive(model, seqs)
 
 
 @pytest.mark.parametrize("stage", [0, 2])

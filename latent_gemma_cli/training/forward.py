@@ -67,18 +67,11 @@ def language_loss(runner: LatentRunner, seqs: list[TrainSequence], pad_id: int) 
     ]
     ids = torch.tensor(rows, device=dev)
     mask = torch.tensor(mask, device=dev)
-    # One IGNORE past every row's end: the last logit column predicts nothing, and the logits are
-    # flattened as they come (a view, where slicing the column off first copied the whole tensor).
+    # One IGNORE past every row's end: the last column predicts nothing.
     targets = torch.tensor([s.tail_labels + [IGNORE] * (tail_width + 1 - len(s.tail)) for s in seqs], device=dev)
+    # The last tail_width + 1 columns start at width - 1: column j there predicts tail[j].
     inputs = dict(inputs_embeds=runner.embed(ids), attention_mask=mask, position_ids=_positions(mask), use_cache=False)
-    if runner.head_is_separable():
-        # hidden[:, j] is at column width - 1 + j and predicts the target token tail[j].
-        hidden = runner.backbone(**inputs).last_hidden_state[:, width - 1 :]
-        return _target_loss(runner, hidden, targets)
-    logits = runner.model(**inputs, logits_to_keep=tail_width + 1).logits
-    # logits[:, j] is at column width - 1 + j and predicts the target token tail[j].
-    total = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum")
-    return LossSum(total, int((targets != IGNORE).sum()))
+    return _tail_loss(runner, inputs, targets)
 
 
 def latent_loss(
@@ -120,21 +113,25 @@ def latent_loss(
     positions = _positions(mask)[:, -(tail_width + 1) :]
     kwargs = dict(inputs_embeds=inputs, attention_mask=mask, position_ids=positions, use_cache=True)
     kwargs[runner.cache_kw] = cache
-    # [:, j] predicts tail[:, j]: position 0 is the last thought (predicting <eot>, ignored).
-    if runner.head_is_separable():
-        return _target_loss(runner, runner.backbone(**kwargs).last_hidden_state, labels)
-    logits = runner.model(**kwargs).logits.float()
-    total = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
-    return LossSum(total, int((labels != IGNORE).sum()))
+    # Column j of this pass predicts tail[j]: column 0 is the last thought (predicting <eot>, ignored).
+    return _tail_loss(runner, kwargs, labels)
 
 
-def _target_loss(runner: LatentRunner, hidden: torch.Tensor, labels: torch.Tensor) -> LossSum:
-    """Summed cross-entropy with the LM head run on the labelled positions only: the padding after
-    shorter targets and the ignored positions get no 262k-wide logit row (on ProsQA batches about
-    a third of the target columns)."""
+def _tail_loss(runner: LatentRunner, inputs: dict, labels: torch.Tensor) -> LossSum:
+    """Summed cross-entropy of the forward pass `inputs` against `labels` (batch, k), which label
+    the pass's last k columns. Where the model's logits are its LM head on the backbone's states,
+    the head runs on the labelled positions only: the padding after shorter targets and the
+    ignored positions get no 262k-wide logit row (on ProsQA batches about a third of the target
+    columns). Otherwise the model's own forward computes the logits of the last k columns."""
+    k = labels.shape[1]
     keep = labels != IGNORE
-    logits = runner.next_token_logits(hidden[keep])
-    total = F.cross_entropy(logits, labels[keep], reduction="sum")
+    if runner.head_is_separable():
+        hidden = runner.backbone(**inputs).last_hidden_state[:, -k:]
+        total = F.cross_entropy(runner.next_token_logits(hidden[keep]), labels[keep], reduction="sum")
+    else:
+        # flattened as they come (a view, where slicing a column off first copied the whole tensor)
+        logits = runner.model(**inputs, logits_to_keep=k).logits.float()
+        total = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
     return LossSum(total, int(keep.sum()))
 
 
