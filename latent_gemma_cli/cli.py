@@ -20,6 +20,7 @@ from .commands import config_cmd as _config
 from .commands import doctor as _doctor
 from .commands import download as _download
 from .commands import eval as _eval
+from .commands import keepalive_cmd as _keepalive
 from .commands import logs as _logs
 from .commands import serve as _serve
 from .commands import synth as _synth
@@ -86,6 +87,8 @@ app.add_typer(_config.build_config_app(guarded), name="config")
 app.command("doctor")(guarded(_doctor.doctor))
 app.add_typer(_logs.build_logs_app(guarded), name="logs")
 app.command("serve")(guarded(_serve.serve))
+app.command("ps")(guarded(_keepalive.ps))
+app.command("stop")(guarded(_keepalive.stop))
 
 
 def _terminate(signum, frame) -> None:

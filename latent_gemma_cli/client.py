@@ -18,6 +18,12 @@ from urllib.parse import urlsplit
 from .errors import LgemmaError, ModelNotFoundError, ServerUnreachableError, UsageError, redact
 
 TIMEOUT_S = 600.0
+_KEYS: dict[str, str] = {}  # API keys by server URL, set by this process (keep-alive servers)
+
+
+def use_key(url: str, key: str) -> None:
+    """Send `key` to `url` (instead of LGEMMA_API_KEY): a keep-alive server's own key."""
+    _KEYS[url] = key
 
 
 class ServerError(LgemmaError):
@@ -61,7 +67,7 @@ def post(url: str, path: str, body: dict, *, stream: bool = False) -> Iterator[d
     """POST `body` as JSON; yields the response object, or each server-sent event's object."""
     conn, prefix = _connection(url)
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-    key = os.environ.get("LGEMMA_API_KEY", "").strip()
+    key = _KEYS.get(url) or os.environ.get("LGEMMA_API_KEY", "").strip()
     if key:
         headers["Authorization"] = f"Bearer {key}"
     try:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from .catalogue import DEFAULT_MODEL
 from .errors import UsageError
+from .keepalive import parse_duration
 from .paths import config_dir
 from .settings import AUTO, MODES, QUANTIZE
 
@@ -107,6 +108,12 @@ KEYS: dict[str, Key] = {
     "top_p": Key(1.0, _float_range(0.0, 1.0), "nucleus sampling mass"),
     "show_thoughts": Key(False, _bool, "show each thought's top tokens under the LM head (ask)"),
     "server": Key(None, _server_url, "an `lgemma serve` URL that ask and translate use (unset: run locally)"),
+    "keep_alive": Key(
+        0.0,
+        parse_duration,
+        "ask and translate through a background server kept loaded this long after each request "
+        "(e.g. 5m; 0: load in every run)",
+    ),
 }
 
 

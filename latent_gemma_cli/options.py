@@ -85,6 +85,15 @@ ServerOpt = Annotated[
         "never falls back to a local run. [default: config `server` / LGEMMA_SERVER, unset: local]",
     ),
 ]
+KeepAliveOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--keep-alive",
+        help="Answer through a background `lgemma serve` of this model, started by the first such run and kept "
+        "loaded this long after each request (30s, 5m, 1h; 0: off), so later runs skip the load. "
+        "[default: config `keep_alive` / LGEMMA_KEEP_ALIVE, 0]",
+    ),
+]
 
 ColumnsOpt = Annotated[
     Optional[str],

@@ -141,6 +141,15 @@ class Output:
         self.err.print(Panel(Group(*items), title=title, title_align="left", border_style="dim"))
 
 
+def _kept(server: dict) -> str:
+    """`, keep-alive 5m, started now` for a keep-alive server, else nothing."""
+    if not server.get("keep_alive_s"):
+        return ""
+    seconds = server["keep_alive_s"]
+    span = f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds / 60:g}m" if seconds >= 60 else f"{seconds:g}s"
+    return f", keep-alive {span}" + (", started now" if server.get("started") else "")
+
+
 def ask_trace_rows(data: dict) -> list[tuple[str, str]]:
     """Trace lines of an `ask` result (the dict of AskResult.to_dict)."""
     lang = data["languages"]
@@ -151,7 +160,12 @@ def ask_trace_rows(data: dict) -> list[tuple[str, str]]:
     rows = [
         ("model", f"{data['model']['reference']} ({data['model']['architecture']})"),
         *(
-            [("server", f"{srv['url']} (queue {srv['queue_wait_s']:.2f}s, model load {srv['model_load_s']:.2f}s)")]
+            [
+                (
+                    "server",
+                    f"{srv['url']} (queue {srv['queue_wait_s']:.2f}s, model load {srv['model_load_s']:.2f}s{_kept(srv)})",
+                )
+            ]
             if (srv := data.get("server"))
             else []
         ),

@@ -61,6 +61,7 @@ class ServerConfig:
     max_body: int = 1 << 20
     max_models: int = 2
     idle_unload_s: float | None = None
+    idle_exit_s: float | None = None  # exit after this long without a request (keep-alive servers)
     device: str | None = None
     dtype: str | None = None
     quantize: str | None = None
@@ -85,6 +86,7 @@ class ModelPool:
         self.config = config
         self.slots: OrderedDict[str, Slot] = OrderedDict()
         self._loader = loader or _default_loader(config)
+        self.last_activity = time.monotonic()  # the last admission or release, for --idle-exit
 
     def resolve(self, name: str | None) -> str:
         name = name or self.config.default_model
@@ -114,11 +116,18 @@ class ModelPool:
             )
         slot.pending += 1
         self.slots.move_to_end(name)
+        self.last_activity = time.monotonic()
         return slot
 
     def release(self, slot: Slot) -> None:
         slot.pending -= 1
-        slot.last_used = time.monotonic()
+        slot.last_used = self.last_activity = time.monotonic()
+
+    def idle_seconds(self) -> float:
+        """How long no request has been admitted, waiting or running (0 while one is)."""
+        if any(slot.pending for slot in self.slots.values()):
+            return 0.0
+        return time.monotonic() - self.last_activity
 
     async def ensure_loaded(self, slot: Slot) -> float:
         """Load the slot's model if needed (one load per model at a time); the seconds it took."""
@@ -654,15 +663,20 @@ def create_app(config: ServerConfig, loader: Any = None):
         )
 
     async def idle_task():
+        limits = [s for s in (config.idle_unload_s, config.idle_exit_s) if s]
         while True:
-            await asyncio.sleep(min(30.0, max(1.0, (config.idle_unload_s or 30.0) / 4)))
+            await asyncio.sleep(min(30.0, max(0.25, min(limits) / 4)))
             pool.unload_idle()
+            if config.idle_exit_s and pool.idle_seconds() >= config.idle_exit_s:
+                request_exit = getattr(app.state, "request_exit", None)
+                if request_exit is not None:
+                    request_exit()
 
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def lifespan(app):
-        task = asyncio.create_task(idle_task()) if config.idle_unload_s else None
+        task = asyncio.create_task(idle_task()) if config.idle_unload_s or config.idle_exit_s else None
         yield
         if task is not None:
             task.cancel()

@@ -114,3 +114,23 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
     logging.getLogger("accelerate").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="transformers")
+
+
+def keep_alive_server(keep_alive, model: str, device, dtype, quantize, out, allow_pickle: bool = False):
+    """(endpoint, seconds) of the keep-alive server this run goes through (started if needed), or
+    None to run here: no keep-alive (flag, LGEMMA_KEEP_ALIVE, config), or --allow-pickle, which a
+    server does not take."""
+    from .. import client, config, keepalive
+
+    if keep_alive is not None:
+        seconds = config.parse_value("keep_alive", keep_alive, "--keep-alive")
+    else:
+        seconds = config.resolve("keep_alive", None, model)
+    if not seconds or allow_pickle:
+        return None
+    target = keepalive.target_for(model, device, dtype, quantize)
+    endpoint = keepalive.ensure(
+        target, seconds, on_start=lambda: out.info(f"starting a keep-alive server for {model} ...")
+    )
+    client.use_key(endpoint.url, endpoint.api_key)
+    return endpoint, seconds

@@ -11,6 +11,7 @@ from ..options import (
     DeviceOpt,
     DtypeOpt,
     JsonOpt,
+    KeepAliveOpt,
     MaxNewOpt,
     ModelOpt,
     ModeOpt,
@@ -67,6 +68,7 @@ def ask(
     ] = None,
     stream: StreamOpt = True,
     server: ServerOpt = None,
+    keep_alive: KeepAliveOpt = None,
     no_log: NoLogOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -79,7 +81,7 @@ def ask(
     from ..prompting import compose_question
     from ..render import Output, TokenStream, ask_trace_rows
     from ..settings import build_settings
-    from ._shared import load
+    from ._shared import keep_alive_server, load
 
     out = Output(quiet=quiet, show_trace=trace and not json_out)
     if lang is not None and lang not in ("ja", "en"):
@@ -120,6 +122,11 @@ def ask(
         if given:
             raise UsageError(f"{', '.join(given)} apply to a local run; the server decides them (lgemma serve)")
         return _ask_server(server, out, text, model, settings, lang, stream, json_out, no_log)
+    kept = keep_alive_server(keep_alive, model, device, dtype, quantize, out, allow_pickle=allow_pickle)
+    if kept is not None:
+        endpoint, seconds = kept
+        extra = {"keep_alive_s": seconds, "started": endpoint.started}
+        return _ask_server(endpoint.url, out, text, model, settings, lang, stream, json_out, no_log, extra)
     from ..ask import ask as run_ask
     from ..ask import model_identity
 
@@ -151,9 +158,11 @@ def ask(
         out.result(result.answer)
 
 
-def _ask_server(server: str, out, text: str, model: str, settings, lang, stream: bool, json_out: bool, no_log: bool):
+def _ask_server(
+    server: str, out, text: str, model: str, settings, lang, stream: bool, json_out: bool, no_log: bool, extra=None
+):
     """`ask` through `lgemma serve`: the same request fields, the same output (stdout, --json,
-    trace), with the server named in the trace and the JSON."""
+    trace), with the server named in the trace and the JSON (`extra`: keep-alive facts)."""
     import sys
 
     from .. import client
@@ -184,7 +193,7 @@ def _ask_server(server: str, out, text: str, model: str, settings, lang, stream:
         printed.append(delta)
 
     data = client.chat(server, body, on_delta=show if streaming else None)
-    data["server"] = {"url": server, **(data.get("server") or {})}
+    data["server"] = {"url": server, **(data.get("server") or {}), **(extra or {})}
     if not no_log:
         _log(out, data)
     if json_out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -39,6 +40,16 @@ def serve(
         Optional[float],
         typer.Option("--idle-unload", help="Unload a model after this many idle minutes. [default: keep loaded]"),
     ] = None,
+    idle_exit: Annotated[
+        Optional[float],
+        typer.Option(
+            "--idle-exit", help="Exit after this many minutes without a request (what --keep-alive servers do)."
+        ),
+    ] = None,
+    ready_file: Annotated[
+        Optional[Path],
+        typer.Option("--ready-file", hidden=True, help="Write URL, pid and key here once listening (keep-alive)."),
+    ] = None,
     max_models: Annotated[int, typer.Option("--max-models", help="Models kept loaded at once (LRU).")] = 2,
     queue: Annotated[
         int, typer.Option("--queue", help="Requests that may wait per model behind the one generating; more get 503.")
@@ -68,8 +79,9 @@ def serve(
             raise UsageError(f"{flag} {value} is not valid: use {low} or more")
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port} is not a TCP port")
-    if idle_unload is not None and idle_unload <= 0:
-        raise UsageError("--idle-unload must be a positive number of minutes")
+    for flag, value in (("--idle-unload", idle_unload), ("--idle-exit", idle_exit)):
+        if value is not None and not value > 0:
+            raise UsageError(f"{flag} must be a positive number of minutes")
     try:
         import uvicorn  # noqa: F401
         from starlette.applications import Starlette  # noqa: F401
@@ -91,6 +103,7 @@ def serve(
         max_body=max_body,
         max_models=max_models,
         idle_unload_s=idle_unload * 60 if idle_unload else None,
+        idle_exit_s=idle_exit * 60 if idle_exit else None,
         device=device,
         dtype=dtype,
         quantize=quantize,
@@ -111,17 +124,37 @@ def serve(
         sock.bind((host, port))
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)  # connections queue from now on, before uvicorn's loop accepts them
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{bound}"
     # The URL on stdout (scripts read it, e.g. with --port 0); everything else on stderr.
-    typer.echo(f"http://{shown}:{bound}", err=False)
+    typer.echo(url, err=False)
     out.info(
         f"lgemma serve: {', '.join(names) if names else 'any local model'} (default {default}), queue {queue}, "
-        f"api key {'required' if api_key else 'off'}; Ctrl-C stops"
+        f"api key {'required' if api_key else 'off'}"
+        + (f", exits after {idle_exit:g} idle minutes" if idle_exit else "")
+        + "; Ctrl-C stops"
     )
     import uvicorn
+
+    from .. import keepalive
 
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=300, lifespan="on")
     )
-    server.run(sockets=[sock])
+    app.state.request_exit = lambda: setattr(server, "should_exit", True)
+    if ready_file is not None:
+        keepalive.write_state(
+            ready_file,
+            url,
+            names or [default],
+            api_key or None,
+            cfg.idle_exit_s,
+            {"device": device, "dtype": dtype, "quantize": quantize},
+        )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if ready_file is not None:
+            keepalive.remove_state(ready_file)

@@ -15,6 +15,7 @@ from ..options import (
     DeviceOpt,
     DtypeOpt,
     JsonOpt,
+    KeepAliveOpt,
     MaxNewOpt,
     ModelOpt,
     ModeOpt,
@@ -143,6 +144,7 @@ def translate(
     trace: TraceOpt = True,
     no_log: NoLogOpt = False,
     server: ServerOpt = None,
+    keep_alive: KeepAliveOpt = None,
 ) -> None:
     """Translate Japanese <-> English, keeping paragraphs, blank lines, code blocks and URLs.
 
@@ -154,7 +156,7 @@ def translate(
     from ..files import atomic_write
     from ..render import Output
     from ..settings import build_settings, for_model
-    from ._shared import load
+    from ._shared import keep_alive_server, load
 
     out = Output(quiet=quiet, show_trace=trace and not json_out)
     inputs = _read_inputs(list(files or []))
@@ -190,6 +192,8 @@ def translate(
                 raise UsageError(f"{', '.join(given)} apply to a local run; the server decides them (lgemma serve)")
             loaded = None
             reference = config.resolve("model", model)
+        elif kept := keep_alive_server(keep_alive, config.resolve("model", model), device, dtype, quantize, out):
+            server, loaded, reference = kept[0].url, None, config.resolve("model", model)
         else:
             from ..translation import plan, resolve_languages, with_length_rule
 

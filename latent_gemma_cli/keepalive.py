@@ -1,0 +1,320 @@
+"""`--keep-alive`: `ask` and `translate` answered by a background `lgemma serve` that stays loaded.
+
+A cold `lgemma ask` spends most of its wall time importing torch and transformers, parsing the
+tokenizer and loading weights (`benchmarks/cpu_speed.py --cold-only` measures that floor); only a
+process that stays loaded gets below it. This is ollama's answer, opt-in: with a keep-alive
+(`--keep-alive 5m`, config `keep_alive`, `LGEMMA_KEEP_ALIVE`) the first run starts `lgemma serve`
+for the model in its own session (127.0.0.1, a free port, a random API key) and waits until it has
+loaded; later runs within the keep-alive find it and answer through it with the standard-library
+client (no torch import); the server exits by itself once it has been idle that long.
+
+One server per (model, device, dtype, quantization), found through a state file that the server
+writes (mode 0600, it holds the key) once it listens with the model loaded, and removes when it
+exits. A lock file makes concurrent runs start one server, not several. A server that fails to
+start fails the run with the error and exit code a local run would give.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .errors import LgemmaError
+from .paths import home
+
+START_TIMEOUT_S = 600.0  # a first download-free load of a 2B model on a slow CPU stays well below this
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value) -> float:
+    """Seconds of a keep-alive: `30s`, `5m`, `1h`, a bare number of seconds; 0 or `off`: none."""
+    text = str(value).strip().lower().replace(" ", "")
+    if text in ("", "0", "off", "none", "no", "false"):
+        return 0.0
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError("must be a duration such as 30s, 5m or 1h (0 or off: no keep-alive)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def state_dir() -> Path:
+    return home() / "keepalive"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a keep-alive server is for: its model and the load settings (already resolved)."""
+
+    model: str
+    device: str
+    dtype: str
+    quantize: str
+
+    def key(self) -> str:
+        text = json.dumps([self.model, self.device, self.dtype, self.quantize])
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    api_key: str
+    pid: int
+    started: bool  # this run started the server (and waited for its load)
+
+
+class KeepAliveStartError(LgemmaError):
+    """The background server exited before it was ready; carries the exit code it exited with."""
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 1):
+        super().__init__(message, hint)
+        self.exit_code = exit_code
+
+
+def target_for(model: str, device: str | None, dtype: str | None, quantize: str | None) -> Target:
+    """The resolved target of a run: flags, then environment and config, as a local run resolves them."""
+    from . import config
+    from .store import looks_like_path
+
+    reference = str(Path(model).expanduser().resolve()) if looks_like_path(model) else model
+    return Target(
+        model=reference,
+        device=str(config.resolve("device", device, model)),
+        dtype=str(config.resolve("dtype", dtype, model)),
+        quantize=str(config.resolve("quantize", quantize, model)),
+    )
+
+
+def ensure(target: Target, keep_alive_s: float, on_start=None) -> Endpoint:
+    """A running server for `target`: the one found, or one started now (waiting for its load)."""
+    directory = state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    key = target.key()
+    state = directory / f"{key}.json"
+    with _locked(directory / f"{key}.lock"):
+        found = _alive(state, target)
+        if found is not None:
+            return found
+        if on_start is not None:
+            on_start()
+        return _start(target, keep_alive_s, state, directory / f"{key}.log")
+
+
+def running() -> list[dict]:
+    """The keep-alive servers whose state files name a live process: each file's content."""
+    out = []
+    for path in sorted(state_dir().glob("*.json")):
+        info = _read(path)
+        if info is not None and _pid_alive(info.get("pid")):
+            out.append({**info, "state_file": str(path)})
+    return out
+
+
+def describe(info: dict) -> dict:
+    """What `lgemma ps` shows of a state file: no key."""
+    idle = info.get("idle_exit_s")
+    return {
+        "model": ", ".join(info.get("models") or []),
+        "settings": " ".join(f"{k}={v}" for k, v in (info.get("settings") or {}).items()),
+        "url": info.get("url"),
+        "pid": info.get("pid"),
+        "idle_exit": f"{idle:g} s" if idle else "never",
+    }
+
+
+def stop(info: dict) -> None:
+    """Ask a keep-alive server to exit (SIGTERM: it finishes the request in flight first)."""
+    import signal
+
+    try:
+        os.kill(int(info["pid"]), signal.SIGTERM)
+    except (ProcessLookupError, PermissionError, KeyError, ValueError, TypeError):
+        pass
+
+
+def write_state(
+    path: Path, url: str, models: list[str], api_key: str | None, idle_exit_s: float | None, settings: dict
+) -> None:
+    """Called by the server once it listens with its model loaded; atomic, mode 0600 (the key)."""
+    data = {
+        "url": url,
+        "pid": os.getpid(),
+        "models": models,
+        "settings": settings,
+        "api_key": api_key,
+        "idle_exit_s": idle_exit_s,
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def remove_state(path: Path) -> None:
+    """Called by the server as it exits: remove the state file if it is still this process's."""
+    info = _read(path)
+    if info is not None and info.get("pid") == os.getpid():
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+# --- internals -------------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        pid = int(pid)
+    except (ValueError, TypeError):
+        return False
+    if os.name == "posix":
+        try:  # a server this process started and that has exited is a zombie until reaped here
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return False
+        except (ChildProcessError, OSError):
+            pass  # not our child: the usual case, the run that started it has exited
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, ValueError, TypeError, OverflowError):
+        return False
+    except PermissionError:  # someone else's process now has that number
+        return False
+    return True
+
+
+def _alive(state: Path, target: Target) -> Endpoint | None:
+    info = _read(state)
+    if info is None:
+        return None
+    if _pid_alive(info.get("pid")) and _serves(info, target.model):
+        return Endpoint(url=info["url"], api_key=info.get("api_key") or "", pid=int(info["pid"]), started=False)
+    try:  # a server that died without cleaning up (killed, machine asleep past a crash)
+        state.unlink()
+    except OSError:
+        pass
+    return None
+
+
+def _serves(info: dict, model: str) -> bool:
+    """The server behind `info` answers /v1/models with our key and lists `model`."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(str(info["url"]))
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        try:
+            headers = {"Authorization": f"Bearer {info['api_key']}"} if info.get("api_key") else {}
+            conn.request("GET", "/v1/models", headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        if response.status != 200:
+            return False
+        return model in {m.get("id") for m in json.loads(body.decode("utf-8")).get("data", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, http.client.HTTPException):
+        return False
+
+
+def _start(target: Target, keep_alive_s: float, state: Path, log: Path) -> Endpoint:
+    api_key = secrets.token_urlsafe(24)
+    cmd = [
+        sys.executable,
+        "-m",
+        "latent_gemma_cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--model",
+        target.model,
+        "--device",
+        target.device,
+        "--dtype",
+        target.dtype,
+        "--quantize",
+        target.quantize,
+        "--max-models",
+        "1",
+        "--idle-exit",
+        repr(keep_alive_s / 60.0),
+        "--ready-file",
+        str(state),
+    ]
+    env = {**os.environ, "LGEMMA_API_KEY": api_key}  # the environment, not argv: `ps` shows argv
+    env.pop("LGEMMA_SERVER", None)
+    detach: dict = (
+        {"start_new_session": True}  # Ctrl-C and the terminal's hang-up do not reach it
+        if os.name == "posix"
+        else {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+    )
+    with open(log, "wb") as fh:  # one log per target, the current server's
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, env=env, close_fds=True, **detach)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        info = _read(state)
+        if info is not None and info.get("pid") == proc.pid:
+            return Endpoint(url=info["url"], api_key=api_key, pid=proc.pid, started=True)
+        code = proc.poll()
+        if code is not None:
+            raise _start_error(code, log)
+        if time.monotonic() > deadline:
+            proc.terminate()
+            raise LgemmaError(
+                f"the keep-alive server for {target.model} did not start in {START_TIMEOUT_S:.0f} s",
+                hint=f"its log: {log}",
+            )
+        time.sleep(0.05)
+
+
+def _start_error(code: int, log: Path) -> KeepAliveStartError:
+    """The server's own `error:` and `hint:` lines, and its exit code (what a local run would give)."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").split("\n")
+    except OSError:
+        lines = []
+    message = next((ln[len("error: ") :] for ln in lines if ln.startswith("error: ")), None)
+    hint = next((ln[len("hint: ") :] for ln in lines if ln.startswith("hint: ")), None)
+    if message is None:
+        message = f"the keep-alive server exited with code {code} before it was ready"
+        hint = f"its log: {log}"
+    return KeepAliveStartError(message, hint, exit_code=code if 1 <= code <= 8 else 1)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock across processes (POSIX flock; elsewhere none: at worst two servers)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,160 @@
+"""`--keep-alive`: ask and translate through a background `lgemma serve` started on demand, found
+again by later runs, and gone after its idle time. Real processes on 127.0.0.1 with the tiny
+Gemma 3 model; every server a test starts is stopped by it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from latent_gemma_cli import keepalive
+from latent_gemma_cli.cli import app
+from latent_gemma_cli.serve import ModelPool, ServerConfig
+
+QUESTION = "Is Tom a lempus?"
+
+
+def _cli(args, env=None):
+    res = CliRunner().invoke(app, args, env=env or {})
+    return res.exit_code, res.stdout, res.stderr
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not keepalive._pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def cleanup():
+    """Stop whatever keep-alive servers a test leaves (a failed assertion must not leak one)."""
+    yield
+    for info in keepalive.running():
+        keepalive.stop(info)
+        _gone(info["pid"], 30)
+
+
+def test_durations_parse_like_ollamas_and_bad_ones_exit_2():
+    assert keepalive.parse_duration("30s") == 30 and keepalive.parse_duration("5m") == 300
+    assert keepalive.parse_duration("1h") == 3600 and keepalive.parse_duration("45") == 45
+    assert keepalive.parse_duration("0") == 0 and keepalive.parse_duration("off") == 0
+    for bad in ("5x", "-1", "m", "1.5.2s"):
+        with pytest.raises(ValueError):
+            keepalive.parse_duration(bad)
+    code, out, err = _cli(["ask", "--keep-alive", "5x", "q"])
+    assert code == 2 and out == "" and err.count("error:") == 1 and "keep_alive" in err
+    code, _, err = _cli(["ask", "q"], {"LGEMMA_KEEP_ALIVE": "soon"})
+    assert code == 2 and "LGEMMA_KEEP_ALIVE" in err
+    code, _, err = _cli(["config", "set", "keep_alive", "forever"])
+    assert code == 2
+
+
+def test_pool_idle_time_counts_from_the_last_request_and_not_while_one_runs():
+    pool = ModelPool(ServerConfig(models=["m"], default_model="m"), loader=lambda name: object())
+    slot = pool.admit("m")
+    time.sleep(0.05)
+    assert pool.idle_seconds() == 0.0  # a request in flight: never idle
+    pool.release(slot)
+    assert 0.0 <= pool.idle_seconds() < 0.05
+    time.sleep(0.1)
+    assert pool.idle_seconds() >= 0.1
+
+
+@pytest.mark.slow
+def test_first_run_starts_a_server_later_runs_reuse_it_and_it_exits_when_idle(tiny_gemma3, tmp_path, cleanup):
+    base = ["ask", "--model", str(tiny_gemma3), "--max-new-tokens", "6", "--no-log", "--mode", "soft"]
+    code, local_out, _ = _cli(base + ["--device", "cpu", QUESTION])
+    assert code == 0
+    code, local_json, _ = _cli(base + ["--device", "cpu", "--json", QUESTION])
+    kept = base + ["--device", "cpu", "--keep-alive", "4s"]
+
+    code, first_out, first_err = _cli(kept + [QUESTION])
+    assert code == 0, first_err
+    assert first_out == local_out  # the same answer, printed the same way
+    assert "starting a keep-alive server" in first_err and "keep-alive 4s, started now" in first_err
+    [info] = keepalive.running()
+    assert info["models"] == [str(tiny_gemma3.resolve())] and info["settings"]["device"] == "cpu"
+    state = Path(info["state_file"])
+    assert state.stat().st_mode & 0o077 == 0  # it holds the API key: the owner's only
+
+    code, second_json, err = _cli(kept + ["--json", QUESTION])
+    assert code == 0, err
+    a, b = json.loads(local_json), json.loads(second_json)
+    assert b["paths"] == a["paths"] and b["answer"] == a["answer"]
+    assert b["server"]["url"] == info["url"] and b["server"]["started"] is False and b["server"]["keep_alive_s"] == 4
+    assert [s["pid"] for s in keepalive.running()] == [info["pid"]]  # the same server answered
+
+    text = tmp_path / "in.txt"
+    text.write_text("Tom is a lempus.\n", encoding="utf-8")
+    tr = ["translate", "--model", str(tiny_gemma3), "--to", "ja", "--max-new-tokens", "6", "--no-log", str(text)]
+    code, local_tr, _ = _cli(tr + ["--device", "cpu"])
+    code2, kept_tr, err = _cli(tr + ["--device", "cpu", "--keep-alive", "4s"])
+    assert code == code2 == 0, err
+    assert kept_tr == local_tr and f"on {info['url']}" in err
+    assert [s["pid"] for s in keepalive.running()] == [info["pid"]]
+
+    code, ps_out, _ = _cli(["ps", "--json"])
+    listed = [json.loads(line) for line in ps_out.strip().split("\n")]
+    assert code == 0 and [s["pid"] for s in listed] == [info["pid"]] and "api_key" not in ps_out
+
+    assert _gone(info["pid"], 4 + 15), "the server did not exit after its keep-alive"
+    assert not state.exists() and keepalive.running() == []
+
+
+@pytest.mark.slow
+def test_concurrent_first_runs_start_one_server_and_stop_ends_it(tiny_gemma3, cleanup):
+    cmd = [sys.executable, "-m", "latent_gemma_cli", "ask", "--model", str(tiny_gemma3), "--device", "cpu"]
+    cmd += ["--max-new-tokens", "4", "--no-log", "--json", "--keep-alive", "1m", QUESTION]
+    env = {**os.environ}
+    env.pop("LGEMMA_SERVER", None)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True) for _ in "ab"]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    servers = [json.loads(out)["server"] for out, _ in results]
+    assert sorted(s["started"] for s in servers) == [False, True]  # one started it, one waited for it
+    assert servers[0]["url"] == servers[1]["url"]
+    [info] = keepalive.running()
+
+    code, _, err = _cli(["stop", str(tiny_gemma3)])
+    assert code == 0 and "stopped" in err
+    assert _gone(info["pid"], 5) and keepalive.running() == []
+    code, _, err = _cli(["stop", str(tiny_gemma3)])
+    assert code == 3 and err.count("error:") == 1
+    code, _, _ = _cli(["stop"])
+    assert code == 2
+
+
+@pytest.mark.slow
+def test_a_server_that_cannot_start_fails_the_run_as_a_local_run_would(tmp_path, cleanup):
+    missing = str(tmp_path / "no-such-model")
+    code_local, out_local, err_local = _cli(["ask", "--model", missing, "--no-log", QUESTION])
+    code, out, err = _cli(["ask", "--model", missing, "--no-log", "--keep-alive", "1m", QUESTION])
+    assert code == code_local != 0 and out == out_local == ""
+    assert err.count("error:") == 1 and "Traceback" not in err
+    assert err_local.split("error:")[1].split("\n")[0] in err  # the same message
+    assert keepalive.running() == [] and list(keepalive.state_dir().glob("*.json")) == []
+
+
+@pytest.mark.slow
+def test_a_stale_state_file_is_replaced_and_allow_pickle_runs_here(tiny_gemma3, cleanup):
+    target = keepalive.target_for(str(tiny_gemma3), "cpu", None, None)
+    keepalive.state_dir().mkdir(parents=True, exist_ok=True)
+    stale = keepalive.state_dir() / f"{target.key()}.json"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale.write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": int(dead.stdout), "api_key": "x"}))
+    base = ["ask", "--model", str(tiny_gemma3), "--device", "cpu", "--max-new-tokens", "4", "--no-log", "--json"]
+    code, out, err = _cli(base + ["--keep-alive", "1m", QUESTION])
+    assert code == 0, err
+    assert json.loads(out)["server"]["started"] is True and json.loads(stale.read_text())["pid"] != int(dead.stdout)
+    code, out, err = _cli(base + ["--keep-alive", "1m", "--allow-pickle", QUESTION])
+    assert code == 0 and json.loads(out)["server"] is None  # a server takes no pickle: this run loads here
