@@ -12,7 +12,11 @@ Cold start is the wall time of `lgemma ask --mode off --max-new-tokens 8` in a n
 the same job written as a plain `transformers` script, median of --cold-runs each; below them, the
 parts any such process pays before it computes anything, each in a new process of its own:
 importing torch, importing torch and transformers with the model's class, and parsing the model's
-tokenizer.json with the tokenizers library. --cold-only skips the decode table.
+tokenizer.json with the tokenizers library. Then `ask --keep-alive 2m` (a background `lgemma serve`
+kept loaded): the first run, which starts the server and waits for its load, and the next run, a
+new process answering through the loaded server; each round stops the server first and after
+(`lgemma stop`, so a keep-alive server of the same model already running is stopped too).
+--cold-only skips the decode table.
 """
 
 from __future__ import annotations
@@ -196,6 +200,10 @@ def cold_table(args, path: str) -> None:
             floor[name] = cold_env([sys.executable, "-c", code, path], args.cold_runs, env)
         except subprocess.CalledProcessError:
             floor[name] = float("nan")
+    for scheme in ("auto", "none"):
+        first, warm = keep_alive_runs(args, scheme, env)
+        cold_rows[f"lgemma ask --keep-alive 2m --quantize {scheme}, first run (starts the server)"] = first
+        cold_rows[f"lgemma ask --keep-alive 2m --quantize {scheme}, next run (server loaded)"] = warm
     print(f"model {args.model}, {args.threads} threads, medians of {args.cold_runs} new processes")
     print()
     print("| cold start (new process, 8 tokens) | wall s | vs transformers script |")
@@ -209,6 +217,21 @@ def cold_table(args, path: str) -> None:
         "importing torch, transformers and the model's class, plus parsing the tokenizer, before a "
         f"weight is read or a token computed: {before:.2f} s (two processes: Python's own start counted twice)"
     )
+
+
+def keep_alive_runs(args, scheme: str, env: dict) -> tuple[float, float]:
+    """Medians of (first run, next run) of `ask --keep-alive`, each round from no server."""
+    lgemma = [sys.executable, "-m", "latent_gemma_cli"]
+    cmd = [*lgemma, "ask", "--model", args.model, "--mode", "off", "--max-new-tokens", "8", "--quantize", scheme]
+    cmd += ["--keep-alive", "2m", "--no-log", "--no-trace", PROMPT]
+    stop = [*lgemma, "stop", args.model]
+    firsts, nexts = [], []
+    for _ in range(args.cold_runs):
+        subprocess.run(stop, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # none yet: exit 3
+        firsts.append(cold_env(cmd, 1, env))
+        nexts.append(cold_env(cmd, 1, env))
+        subprocess.run(stop, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return statistics.median(firsts), statistics.median(nexts)
 
 
 def cold_env(cmd: list[str], runs: int, env: dict) -> float:

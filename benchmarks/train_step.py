@@ -3,13 +3,15 @@ and, with --baseline DIR, for another checkout of lgemma (an older commit, e.g. 
 `git worktree add DIR <commit>`) in the same run, printed as a ratio.
 
     python benchmarks/train_step.py [--model gemma-3-270m] [--data ../shared/data/prosqa/valid.json]
-        [--baseline DIR] [--steps 3] [--batch-size 8] [--rounds 1] [--bf16]
+        [--baseline DIR] [--steps 3] [--batch-size 8] [--rounds 1] [--bf16] [--compile]
 
 Each measurement is `lgemma train --lora --stages 2 --steps-per-stage 1 --final-epochs 0
 --mix-prob 0 --max-steps 3`: step 1 is stage 0 (the chain of thought as text), steps 2 and 3 are
 latent stages 1 and 2 (one and two thoughts); `step_s` is read from the run's metrics.jsonl. The
 same seed gives both checkouts the same batches. --rounds alternates the checkouts that many times
-and reports medians.
+and reports medians. --compile also times this checkout with every decoder layer wrapped in
+`torch.compile(dynamic=True)` (inductor's CPU code; the same computation, fused); its first step of
+each new shape includes compiling, so give it --steps-per-stage 3 and read the later steps.
 """
 
 from __future__ import annotations
@@ -30,9 +32,27 @@ sys.argv = ["lgemma", *sys.argv[1:]]
 runpy.run_module("latent_gemma_cli", run_name="__main__", alter_sys=True)
 """
 
+RUN_COMPILED = """
+import runpy, sys
+import latent_gemma_cli.training.prepare as prepare
+_hf_model = prepare.hf_model
+def hf_model(model):
+    hf = _hf_model(model)
+    for layer in hf.model.layers:
+        layer.compile(dynamic=True)
+    return hf
+prepare.hf_model = hf_model
+sys.argv = ["lgemma", *sys.argv[1:]]
+runpy.run_module("latent_gemma_cli", run_name="__main__", alter_sys=True)
+"""
+COMPILED = "<compiled>"
+
 
 def run(code: str | None, args, out: Path, extra: tuple[str, ...] = ()) -> dict[int, float]:
-    prefix = [sys.executable, "-c", RUN_OTHER, code] if code else [sys.executable, "-m", "latent_gemma_cli"]
+    if code == COMPILED:
+        prefix = [sys.executable, "-c", RUN_COMPILED]
+    else:
+        prefix = [sys.executable, "-c", RUN_OTHER, code] if code else [sys.executable, "-m", "latent_gemma_cli"]
     cmd = [
         *prefix,
         "train",
@@ -46,7 +66,7 @@ def run(code: str | None, args, out: Path, extra: tuple[str, ...] = ()) -> dict[
         "--stages",
         "2",
         "--steps-per-stage",
-        "1",
+        str(args.steps_per_stage),
         "--final-epochs",
         "0",
         "--mix-prob",
@@ -74,6 +94,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--steps-per-stage", type=int, default=1)
+    parser.add_argument("--compile", action="store_true", help="also time this checkout under torch.compile")
     parser.add_argument(
         "--bf16",
         action="store_true",
@@ -87,6 +109,8 @@ def main() -> int:
         variants = {"baseline": (str(Path(args.baseline).resolve()), ()), **variants}
     if args.bf16:
         variants["this checkout, bf16"] = (None, ("--precision", "bf16"))
+    if args.compile:
+        variants["this checkout, torch.compile"] = (COMPILED, ())
     times: dict[str, dict[int, list[float]]] = {name: {} for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
@@ -95,7 +119,12 @@ def main() -> int:
                 for step, seconds in got.items():
                     times[name].setdefault(step, []).append(seconds)
                 print(f"round {r + 1} {name}: " + ", ".join(f"step {k} {v:.1f}s" for k, v in got.items()), flush=True)
-    labels = {1: "stage 0 (CoT as text)", 2: "stage 1 (1 thought)", 3: "stage 2 (2 thoughts)"}
+    names = ["stage 0 (CoT as text)", "stage 1 (1 thought)", "stage 2 (2 thoughts)"]
+    spp = args.steps_per_stage
+    labels = {
+        step: names[(step - 1) // spp] + (f", step {(step - 1) % spp + 1}" if spp > 1 else "")
+        for step in range(1, 3 * spp + 1)
+    }
     print()
     print("| step | " + " | ".join(f"{n} s" for n in variants) + (" | speed-up |" if args.baseline else " |"))
     print("|---|" + "---|" * len(variants) + ("---|" if args.baseline else ""))
