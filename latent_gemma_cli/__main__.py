@@ -1,5 +1,5 @@
 """`python -m latent_gemma_cli` runs the lgemma command line."""
 
-from .cli import main
+from .cli import entry
 
-main()
+entry()

@@ -7,6 +7,7 @@ one error guard (`commands/_shared.guarded`), so `lgemma --help` and shell compl
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Optional
 
@@ -26,7 +27,7 @@ from .commands import serve as _serve
 from .commands import synth as _synth
 from .commands import train as _train
 from .commands import translate as _translate
-from .errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
+from .errors import EXIT_BROKEN_PIPE, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
 
 guarded = _shared.guarded  # kept importable from here for library users and older tests
 
@@ -96,7 +97,7 @@ def _terminate(signum, frame) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """The command line; raises SystemExit like any Click program (`entry` is the console script)."""
     import signal
 
     # SIGTERM takes the Ctrl-C path (temporary files removed, training checkpointed), exit 143.
@@ -111,3 +112,45 @@ def main() -> None:
     except KeyboardInterrupt:  # interrupted outside a guarded command (e.g. during import)
         sys.stderr.write("error: interrupted\n")
         raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def entry() -> None:
+    """Console script and `python -m latent_gemma_cli`: `main`, then an exit without the
+    interpreter's teardown once torch is loaded. Tearing down torch's modules and freeing a loaded
+    model took 1.2-1.5 s after the answer of a 6.5 s cold `lgemma ask` on Gemma 3 270M (2 CPU
+    cores); the operating system frees a process's memory at once. atexit handlers (temporary
+    files, logging) still run and the streams are flushed; a live non-daemon thread, or torch not
+    loaded, takes Python's ordinary exit."""
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # what Python does with SystemExit("message")
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    import threading
+
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if "torch" not in sys.modules or others or not hasattr(os, "_exit"):
+        raise SystemExit(code)
+    import atexit
+
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away: what the guarded commands report too
+        code = EXIT_BROKEN_PIPE
+    except (OSError, ValueError):
+        pass
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(code)

@@ -68,3 +68,41 @@ def test_the_engine_loads_with_the_direct_tokenizer(tiny_gemma3):
     loaded = load_model(str(tiny_gemma3), device="cpu", dtype="float32")
     assert type(loaded.tokenizer).__name__ == "TokenizersBackend"
     assert loaded.tokenizer.name_or_path == str(tiny_gemma3)
+
+
+# --- the exit without teardown (cli.entry) ------------------------------------------------------
+
+_ENTRY = r"""
+import atexit, sys, threading, time
+from pathlib import Path
+import torch  # loaded: the fast exit applies
+out = Path(sys.argv[1])
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+if sys.argv[2] == "thread":
+    def late():
+        time.sleep(0.5)
+        (out / "thread").write_text("done")
+    threading.Thread(target=late).start()
+sys.argv = ["lgemma", *sys.argv[3:]]
+print("x" * 200000, end="")  # a buffered stdout must be flushed, not lost
+from latent_gemma_cli.cli import entry
+entry()
+"""
+
+
+@pytest.mark.parametrize("thread", ["none", "thread"])
+def test_the_console_entry_runs_atexit_flushes_and_waits_for_threads(tmp_path, thread):
+    import subprocess
+    import sys
+
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", _ENTRY, str(tmp_path), thread, *args], capture_output=True, text=True, timeout=120
+    )
+    done = run("config", "show", "--json")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("x" * 200000) and json.loads(done.stdout[200000:])  # all of it, in order
+    assert (tmp_path / "atexit").read_text() == "ran"
+    if thread == "thread":  # a live non-daemon thread: Python's own exit, which waits for it
+        assert (tmp_path / "thread").read_text() == "done"
+    bad = run("ask", "--paths", "0", "q")
+    assert bad.returncode == 2 and bad.stderr.count("error:") == 1
