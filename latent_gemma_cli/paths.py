@@ -29,6 +29,16 @@ def config_dir() -> Path:
     return Path(user_config_dir("lgemma", appauthor=False))
 
 
+def cache_dir() -> Path:
+    """Derived data lgemma can rebuild at any time (deleting it is always safe)."""
+    env = os.environ.get("LGEMMA_HOME")
+    if env:
+        return Path(env).expanduser() / "cache"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("lgemma", appauthor=False))
+
+
 def models_dir() -> Path:
     """Converted and registered local models, one directory (or link file) per name."""
     return home() / "models"

@@ -106,3 +106,34 @@ def test_the_console_entry_runs_atexit_flushes_and_waits_for_threads(tmp_path, t
         assert (tmp_path / "thread").read_text() == "done"
     bad = run("ask", "--paths", "0", "q")
     assert bad.returncode == 2 and bad.stderr.count("error:") == 1
+
+
+def test_langdetect_profiles_from_the_cache_detect_exactly_as_langdetect_does(monkeypatch):
+    from langdetect import detect_langs
+    from langdetect import detector_factory as df
+
+    from latent_gemma_cli import language
+    from latent_gemma_cli.paths import cache_dir
+
+    texts = ["Is Tom a lempus?", "東京は日本の首都です。", "Der Hund schläft im Garten.", "ok", "le chat noir"]
+    monkeypatch.setattr(df.DetectorFactory, "seed", 0)
+    monkeypatch.setattr(df, "_factory", None)
+    language.load_profiles()  # builds from langdetect's JSON files and writes the cache
+    built = df._factory
+    [cache] = list(cache_dir().glob("langdetect-profiles-*.bin"))
+    expected = [[(p.lang, p.prob) for p in detect_langs(t)] for t in texts]
+
+    def no_build():
+        raise AssertionError("the cache was not used")
+
+    monkeypatch.setattr(df, "_factory", None)
+    with monkeypatch.context() as m:
+        m.setattr(df, "init_factory", no_build)
+        language.load_profiles()
+    assert df._factory is not built and df._factory.langlist == built.langlist
+    assert [[(p.lang, p.prob) for p in detect_langs(t)] for t in texts] == expected
+
+    cache.write_bytes(b'{"width": 3}\nnot the data')  # unreadable: rebuilt as langdetect builds it
+    monkeypatch.setattr(df, "_factory", None)
+    language.load_profiles()
+    assert [[(p.lang, p.prob) for p in detect_langs(t)] for t in texts] == expected
