@@ -57,6 +57,9 @@ def test_durations_parse_like_ollamas_and_bad_ones_exit_2():
     assert code == 2 and "LGEMMA_KEEP_ALIVE" in err
     code, _, err = _cli(["config", "set", "keep_alive", "forever"])
     assert code == 2
+    for command in (["ask", "q"], ["translate", "-"]):  # a server named and one to start: which?
+        res = CliRunner().invoke(app, [*command, "--server", "http://127.0.0.1:9", "--keep-alive", "5m"], input="hi")
+        assert res.exit_code == 2 and "--keep-alive" in res.stderr and res.stderr.count("error:") == 1
 
 
 def test_pool_idle_time_counts_from_the_last_request_and_not_while_one_runs():

@@ -121,6 +121,8 @@ def ask(
         given = [flag for flag, value in local_only.items() if value is not None]
         if given:
             raise UsageError(f"{', '.join(given)} apply to a local run; the server decides them (lgemma serve)")
+        if keep_alive is not None:
+            raise UsageError("--keep-alive starts a server of its own: drop it, or drop --server / LGEMMA_SERVER")
         return _ask_server(server, out, text, model, settings, lang, stream, json_out, no_log)
     kept = keep_alive_server(keep_alive, model, device, dtype, quantize, out, allow_pickle=allow_pickle)
     if kept is not None:
