@@ -15,7 +15,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "latent_gemma_cli"
 COMMAND_LAYER = {"cli", "__main__", "completion_scripts"}
 # Modules the command layer, config and completion use before any model code: standard library
 # (and the project's other light modules) at module level only.
-LIGHT = {"errors", "settings", "files", "language", "paths", "catalogue", "latent_spec", "config", "inputs", "store"}
+LIGHT = {
+    "errors",
+    "settings",
+    "files",
+    "language",
+    "paths",
+    "catalogue",
+    "latent_spec",
+    "config",
+    "inputs",
+    "store",
+    "keepalive",
+}
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 
 

@@ -190,8 +190,8 @@ def translate(
             given = [flag for flag, value in local_only.items() if value is not None]
             if given:
                 raise UsageError(f"{', '.join(given)} apply to a local run; the server decides them (lgemma serve)")
-        if keep_alive is not None:
-            raise UsageError("--keep-alive starts a server of its own: drop it, or drop --server / LGEMMA_SERVER")
+            if keep_alive is not None:
+                raise UsageError("--keep-alive starts a server of its own: drop it, or drop --server / LGEMMA_SERVER")
             loaded = None
             reference = config.resolve("model", model)
         elif kept := keep_alive_server(keep_alive, config.resolve("model", model), device, dtype, quantize, out):
