@@ -87,12 +87,13 @@ class _ProfileTable:
 def load_profiles() -> None:
     """langdetect's language profiles, read from a cache after the first run: building them from
     its 55 JSON files took 0.5 s of a cold `ask`. The cache holds data only (a JSON header, the
-    n-grams, the probabilities as raw doubles), keyed by langdetect's version, its profile files
+    n-grams, the probabilities as raw doubles; zlib-compressed), keyed by langdetect's version, its profile files
     and the byte order; anything unreadable is rebuilt from the JSON files as langdetect does."""
     import hashlib
     import json
     import os
     import sys
+    import zlib
     from array import array
     from importlib.metadata import PackageNotFoundError, version
 
@@ -116,18 +117,20 @@ def load_profiles() -> None:
     key = hashlib.sha256(repr(stamp).encode("utf-8")).hexdigest()[:16]
     cache = cache_dir() / f"langdetect-profiles-{key}.bin"
     try:
-        with open(cache, "rb") as fh:
-            header = json.loads(fh.readline().decode("utf-8"))
-            words = fh.read(header["words_bytes"]).decode("utf-8").split("\x00")
-            table = array("d")
-            table.frombytes(fh.read())
+        data = zlib.decompress(cache.read_bytes())
+        newline = data.index(b"\n")
+        header = json.loads(data[:newline].decode("utf-8"))
+        words_end = newline + 1 + header["words_bytes"]
+        words = data[newline + 1 : words_end].decode("utf-8").split("\x00")
+        table = array("d")
+        table.frombytes(data[words_end:])
         width, langs = header["width"], header["langs"]
         if len(langs) == width and len(table) == width * len(words):
             factory = factory_mod.DetectorFactory()
             factory.word_lang_prob_map, factory.langlist = _ProfileTable(words, table, width), langs
             factory_mod._factory = factory
             return
-    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, zlib.error):
         pass
     factory_mod.init_factory()
     built = factory_mod._factory
@@ -141,10 +144,9 @@ def load_profiles() -> None:
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(json.dumps(header).encode("utf-8") + b"\n")
-            fh.write(blob)
-            fh.write(table.tobytes())
+        # Most n-grams occur in few of the 55 languages: the zeros compress 39 MB to 2.2 MB, and
+        # decompressing costs 0.06 s.
+        tmp.write_bytes(zlib.compress(json.dumps(header).encode("utf-8") + b"\n" + blob + table.tobytes(), 1))
         os.replace(tmp, cache)
     except OSError:  # a read-only cache only costs the next run the build
         pass
