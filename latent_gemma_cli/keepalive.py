@@ -106,6 +106,8 @@ def ensure(target: Target, keep_alive_s: float, on_start=None) -> Endpoint:
     with _locked(directory / f"{key}.lock"):
         found = _alive(state, target)
         if found is not None:
+            if (_read(state) or {}).get("idle_exit_s") != keep_alive_s:
+                _set_keep_alive(found, keep_alive_s)  # the latest run's keep-alive wins
             return found
         if on_start is not None:
             on_start()
@@ -236,6 +238,23 @@ def _serves(info: dict, model: str) -> bool:
         return model in {m.get("id") for m in json.loads(body.decode("utf-8")).get("data", [])}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, http.client.HTTPException):
         return False
+
+
+def _set_keep_alive(endpoint: Endpoint, seconds: float) -> None:
+    """Best effort: a server that does not take it keeps the keep-alive it was started with."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint.url)
+    try:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        try:
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {endpoint.api_key}"}
+            conn.request("POST", "/v1/lgemma/keep_alive", body=json.dumps({"seconds": seconds}), headers=headers)
+            conn.getresponse().read()
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException):
+        pass
 
 
 def _start(target: Target, keep_alive_s: float, state: Path, log: Path) -> Endpoint:

@@ -598,6 +598,26 @@ def create_app(config: ServerConfig, loader: Any = None):
     async def completions(request: Request):
         return await generate(request, "completion")
 
+    async def keep_alive(request: Request):
+        """Set how long this server stays up without a request (a keep-alive server's client asks
+        for what its run was given: the latest run's keep-alive wins, as in ollama)."""
+        try:
+            check_key(request)
+            body = await read_body(request)
+            seconds = _number(body, "seconds", float, 0.001)
+            if seconds is None:
+                raise HTTPError(422, "seconds is required")
+            if not config.idle_exit_s:
+                raise HTTPError(409, "this server was not started with --idle-exit: it stays until stopped")
+        except HTTPError as exc:
+            return error(exc)
+        config.idle_exit_s = seconds
+        pool.last_activity = time.monotonic()
+        on_change = getattr(app.state, "on_keep_alive", None)
+        if on_change is not None:
+            on_change(seconds)
+        return JSONResponse({"idle_exit_s": seconds})
+
     async def translate(request: Request):
         try:
             check_key(request)
@@ -666,8 +686,8 @@ def create_app(config: ServerConfig, loader: Any = None):
         )
 
     async def idle_task():
-        limits = [s for s in (config.idle_unload_s, config.idle_exit_s) if s]
         while True:
+            limits = [s for s in (config.idle_unload_s, config.idle_exit_s) if s]
             await asyncio.sleep(min(30.0, max(0.25, min(limits) / 4)))
             pool.unload_idle()
             if config.idle_exit_s and pool.idle_seconds() >= config.idle_exit_s:
@@ -690,6 +710,7 @@ def create_app(config: ServerConfig, loader: Any = None):
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
             Route("/v1/lgemma/translate", translate, methods=["POST"]),
+            Route("/v1/lgemma/keep_alive", keep_alive, methods=["POST"]),
         ],
         lifespan=lifespan,
     )

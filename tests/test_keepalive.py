@@ -106,6 +106,12 @@ def test_first_run_starts_a_server_later_runs_reuse_it_and_it_exits_when_idle(ti
     assert kept_tr == local_tr and f"on {info['url']}" in err
     assert [s["pid"] for s in keepalive.running()] == [info["pid"]]
 
+    # The latest run's keep-alive wins (as in ollama): longer, then back to 4 s.
+    for span, seconds in (("1m", 60), ("4s", 4)):
+        code, _, err = _cli(base + ["--device", "cpu", "--keep-alive", span, QUESTION])
+        assert code == 0, err
+        assert [(s["pid"], s["idle_exit_s"]) for s in keepalive.running()] == [(info["pid"], seconds)]
+
     code, ps_out, _ = _cli(["ps", "--json"])
     listed = [json.loads(line) for line in ps_out.strip().split("\n")]
     assert code == 0 and [s["pid"] for s in listed] == [info["pid"]] and "api_key" not in ps_out

@@ -144,15 +144,20 @@ def serve(
         uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=300, lifespan="on")
     )
     app.state.request_exit = lambda: setattr(server, "should_exit", True)
-    if ready_file is not None:
+
+    def publish(idle_exit_s) -> None:
         keepalive.write_state(
             ready_file,
             url,
             names or [default],
             api_key or None,
-            cfg.idle_exit_s,
+            idle_exit_s,
             {"device": device, "dtype": dtype, "quantize": quantize},
         )
+
+    if ready_file is not None:
+        publish(cfg.idle_exit_s)
+        app.state.on_keep_alive = publish
     try:
         server.run(sockets=[sock])
     finally:
