@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import engine, language, prompting
-from .language import Language
+from .language import Language, output_matches
 from .loading import LoadedModel
 
 
@@ -39,10 +39,10 @@ class AskResult:
     @property
     def language_mismatch(self) -> bool:
         """The answer is in another language than the expected one (checked for ja and en only,
-        the languages lgemma answers in; langdetect guesses among 55 for short Latin text)."""
+        the languages lgemma answers in, by script and `text_language`'s rules: langdetect
+        guesses among 55 languages on short Latin text)."""
         expected = self.answer_language or self.input_language.code
-        out = self.output_language
-        return expected in ("ja", "en") and out.code != "unknown" and out.code != expected
+        return expected in ("ja", "en") and not output_matches(self.answer, expected)
 
     def to_dict(self) -> dict[str, Any]:
         gen = self.generation

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 from .chunking import Segment, join_chunks, segment_document
 from .errors import UsageError
-from .language import Language, detect, has_japanese, script_language
+from .language import Language, detect, has_japanese, output_matches, script_language
 from .latent_spec import TRANSLATION_PROMPTS
 from .prompting import has_chat_template, prompt_ids
 
@@ -120,7 +120,7 @@ class ChunkResult:
 
     @property
     def language_ok(self) -> bool:
-        return self.output_language.code in (self.target, "unknown")
+        return output_matches(self.translation, self.target)
 
     def to_dict(self, file: str | None = None) -> dict:
         return {

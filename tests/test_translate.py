@@ -240,3 +240,22 @@ def test_length_rule_fits_the_longest_chunk_unless_the_user_set_a_limit(tiny_gem
     assert result.exit_code == 0, result.stderr
     chunks = [json.loads(line) for line in result.stdout.strip().split("\n")]
     assert chunks and all(p["num_tokens"] <= 2 for c in chunks for p in c["paths"])
+
+
+def test_short_english_output_is_not_reported_as_another_language():
+    """langdetect takes "I like cats." for Catalan; the output check goes by script and
+    text_language's rules, so it is no MISMATCH, while English for a Japanese target still is."""
+    from latent_gemma_cli.language import detect
+    from latent_gemma_cli.translation import ChunkResult
+
+    assert detect("I like cats.").code != "en"  # what made the old check report a mismatch
+
+    def chunk(translation: str, target: str) -> ChunkResult:
+        source = "猫が好きです。" if target == "en" else "I like cats."
+        return ChunkResult(0, 0, source, translation, detect(source), detect(translation), target, 0.9, [], [], 0.1)
+
+    assert chunk("I like cats.", "en").language_ok
+    assert chunk("猫が好きです。", "ja").language_ok and chunk("数学", "ja").language_ok
+    assert not chunk("I like cats.", "ja").language_ok
+    assert not chunk("猫が好きです。", "en").language_ok
+    assert chunk("I like cats.", "en").to_dict()["output_language"]["code"] == detect("I like cats.").code
