@@ -138,19 +138,28 @@ def _exit_now(code: int) -> None:
     import threading
 
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    if "torch" not in sys.modules or others or not hasattr(os, "_exit"):
+    watched = sys.getprofile() is not None or sys.gettrace() is not None  # a profiler writes at exit
+    if "torch" not in sys.modules or others or watched or not hasattr(os, "_exit"):
         raise SystemExit(code)
     import atexit
 
     atexit._run_exitfuncs()
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except BrokenPipeError:  # the reader went away: what the guarded commands report too
         code = EXIT_BROKEN_PIPE
     except (OSError, ValueError):
         pass
     try:
-        sys.stderr.flush()
+        if sys.stderr is not None:
+            sys.stderr.flush()
     except (OSError, ValueError):
+        pass
+    try:  # what C code wrote through stdio's buffers
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError):
         pass
     os._exit(code)

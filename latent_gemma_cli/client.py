@@ -19,11 +19,16 @@ from .errors import LgemmaError, ModelNotFoundError, ServerUnreachableError, Usa
 
 TIMEOUT_S = 600.0
 _KEYS: dict[str, str] = {}  # API keys by server URL, set by this process (keep-alive servers)
+_HINTS: dict[str, str] = {}  # what to do when that server cannot be reached
+UNREACHABLE_HINT = "start one with `lgemma serve`, or drop --server / LGEMMA_SERVER to run locally"
 
 
-def use_key(url: str, key: str) -> None:
-    """Send `key` to `url` (instead of LGEMMA_API_KEY): a keep-alive server's own key."""
+def use_key(url: str, key: str, hint: str | None = None) -> None:
+    """Send `key` to `url` (instead of LGEMMA_API_KEY): a keep-alive server's own key, and the
+    hint for when it is gone."""
     _KEYS[url] = key
+    if hint:
+        _HINTS[url] = hint
 
 
 class ServerError(LgemmaError):
@@ -79,7 +84,7 @@ def post(url: str, path: str, body: dict, *, stream: bool = False) -> Iterator[d
         except (ConnectionError, socket.timeout, socket.gaierror, OSError) as exc:
             raise ServerUnreachableError(
                 f"cannot reach the lgemma server at {redact(url)}: {getattr(exc, 'strerror', None) or exc}",
-                hint="start one with `lgemma serve`, or drop --server / LGEMMA_SERVER to run locally",
+                hint=_HINTS.get(url, UNREACHABLE_HINT),
             ) from None
         if response.status != 200:
             _raise_for(response.status, response.read(), url, response.getheader("Retry-After"))

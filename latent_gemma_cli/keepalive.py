@@ -30,10 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .errors import LgemmaError
+from .errors import LgemmaError, UsageError
 from .paths import home
 
-START_TIMEOUT_S = 600.0  # a first download-free load of a 2B model on a slow CPU stays well below this
+START_TIMEOUT_S = 600.0
+# Requests that may wait behind the one generating: a user's own concurrent runs (a shell loop with
+# `&`, a Makefile with -j) should queue, not get "busy" as a shared `lgemma serve` would answer.
+QUEUE = 64  # a first download-free load of a 2B model on a slow CPU stays well below this
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -98,30 +101,62 @@ def target_for(model: str, device: str | None, dtype: str | None, quantize: str 
 
 
 def ensure(target: Target, keep_alive_s: float, on_start=None) -> Endpoint:
-    """A running server for `target`: the one found, or one started now (waiting for its load)."""
+    """A running server for `target`: the one found, or one started now (waiting for its load).
+    A server whose model files changed since it loaded them (a new `train` into the same
+    directory, a re-download) is stopped and replaced."""
+    if os.name != "posix":
+        raise UsageError(
+            "--keep-alive needs Linux or macOS (it detaches and finds its server with POSIX calls)",
+            hint="run `lgemma serve` yourself and use --server",
+        )
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)  # state files hold keys; nobody else may plant or read them
     key = target.key()
     state = directory / f"{key}.json"
     with _locked(directory / f"{key}.lock"):
         found = _alive(state, target)
         if found is not None:
-            if (_read(state) or {}).get("idle_exit_s") != keep_alive_s:
-                _set_keep_alive(found, keep_alive_s)  # the latest run's keep-alive wins
-            return found
+            info = _read(state) or {}
+            if info.get("weights") and info["weights"] != weights_stamp(info.get("path")):
+                stop(info)
+                _wait_gone(found.pid, 60.0)
+                _forget(state)
+            else:
+                if info.get("idle_exit_s") != keep_alive_s:
+                    _set_keep_alive(found, keep_alive_s)  # the latest run's keep-alive wins
+                return found
         if on_start is not None:
             on_start()
         return _start(target, keep_alive_s, state, directory / f"{key}.log")
 
 
 def running() -> list[dict]:
-    """The keep-alive servers whose state files name a live process: each file's content."""
+    """The keep-alive servers that answer as their state files say (key and model checked, not
+    only a live pid, which the system may have given to another process); stale files removed."""
     out = []
+    if not state_dir().is_dir():
+        return out
     for path in sorted(state_dir().glob("*.json")):
         info = _read(path)
-        if info is not None and _pid_alive(info.get("pid")):
+        if info is None:
+            continue
+        models = info.get("models") or []
+        if pid_alive(info.get("pid")) and models and _serves(info, models[0]):
             out.append({**info, "state_file": str(path)})
+        elif not pid_alive(info.get("pid")):
+            _forget(path)
     return out
+
+
+def weights_stamp(path) -> list | None:
+    """Name, size and modification time of each file in a model directory: what a server loaded
+    (a changed stamp means the files were replaced since)."""
+    try:
+        directory = Path(path)
+        return sorted([e.name, e.stat().st_size, e.stat().st_mtime_ns] for e in directory.iterdir() if e.is_file())
+    except (OSError, TypeError):
+        return None
 
 
 def describe(info: dict) -> dict:
@@ -147,7 +182,14 @@ def stop(info: dict) -> None:
 
 
 def write_state(
-    path: Path, url: str, models: list[str], api_key: str | None, idle_exit_s: float | None, settings: dict
+    path: Path,
+    url: str,
+    models: list[str],
+    api_key: str | None,
+    idle_exit_s: float | None,
+    settings: dict,
+    model_path: str | None = None,
+    weights: list | None = None,
 ) -> None:
     """Called by the server once it listens with its model loaded; atomic, mode 0600 (the key)."""
     data = {
@@ -157,6 +199,8 @@ def write_state(
         "settings": settings,
         "api_key": api_key,
         "idle_exit_s": idle_exit_s,
+        "path": model_path,
+        "weights": weights,
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -179,14 +223,36 @@ def remove_state(path: Path) -> None:
 
 
 def _read(path: Path) -> dict | None:
+    """A state file's content, if it is this user's, private, and names a loopback URL."""
     try:
+        st = path.stat()
+        if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o077):
+            return None
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return info if isinstance(info, dict) else None
+    if not isinstance(info, dict) or not str(info.get("url", "")).startswith("http://127.0.0.1:"):
+        return None
+    return info
 
 
-def _pid_alive(pid) -> bool:
+def _forget(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def _wait_gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def pid_alive(pid) -> bool:
     try:
         pid = int(pid)
     except (ValueError, TypeError):
@@ -210,12 +276,9 @@ def _alive(state: Path, target: Target) -> Endpoint | None:
     info = _read(state)
     if info is None:
         return None
-    if _pid_alive(info.get("pid")) and _serves(info, target.model):
+    if pid_alive(info.get("pid")) and _serves(info, target.model):
         return Endpoint(url=info["url"], api_key=info.get("api_key") or "", pid=int(info["pid"]), started=False)
-    try:  # a server that died without cleaning up (killed, machine asleep past a crash)
-        state.unlink()
-    except OSError:
-        pass
+    _forget(state)  # a server that died without cleaning up (killed, out of memory, a reboot)
     return None
 
 
@@ -278,6 +341,8 @@ def _start(target: Target, keep_alive_s: float, state: Path, log: Path) -> Endpo
         target.quantize,
         "--max-models",
         "1",
+        "--queue",
+        str(QUEUE),
         "--idle-exit",
         repr(keep_alive_s / 60.0),
         "--ready-file",
@@ -293,20 +358,28 @@ def _start(target: Target, keep_alive_s: float, state: Path, log: Path) -> Endpo
     with open(log, "wb") as fh:  # one log per target, the current server's
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, env=env, close_fds=True, **detach)
     deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        info = _read(state)
-        if info is not None and info.get("pid") == proc.pid:
-            return Endpoint(url=info["url"], api_key=api_key, pid=proc.pid, started=True)
-        code = proc.poll()
-        if code is not None:
-            raise _start_error(code, log)
-        if time.monotonic() > deadline:
+    try:
+        while True:
+            info = _read(state)
+            if info is not None and info.get("pid") == proc.pid:
+                return Endpoint(url=info["url"], api_key=api_key, pid=proc.pid, started=True)
+            code = proc.poll()
+            if code is not None:
+                raise _start_error(code, log)
+            if time.monotonic() > deadline:
+                raise LgemmaError(
+                    f"the keep-alive server for {target.model} did not start in {START_TIMEOUT_S:.0f} s",
+                    hint=f"its log: {log}",
+                )
+            time.sleep(0.05)
+    except BaseException:  # Ctrl-C, SIGTERM or a timeout while it loads: no server is left behind
+        if proc.poll() is None:
             proc.terminate()
-            raise LgemmaError(
-                f"the keep-alive server for {target.model} did not start in {START_TIMEOUT_S:.0f} s",
-                hint=f"its log: {log}",
-            )
-        time.sleep(0.05)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        raise
 
 
 def _start_error(code: int, log: Path) -> KeepAliveStartError:

@@ -125,7 +125,8 @@ def load_profiles() -> None:
         table = array("d")
         table.frombytes(data[words_end:])
         width, langs = header["width"], header["langs"]
-        if len(langs) == width and len(table) == width * len(words):
+        valid = width >= 2 and len(langs) == width and all(isinstance(c, str) and c for c in langs)
+        if valid and len(table) == width * len(words):
             factory = factory_mod.DetectorFactory()
             factory.word_lang_prob_map, factory.langlist = _ProfileTable(words, table, width), langs
             factory_mod._factory = factory
@@ -148,6 +149,9 @@ def load_profiles() -> None:
         # decompressing costs 0.06 s.
         tmp.write_bytes(zlib.compress(json.dumps(header).encode("utf-8") + b"\n" + blob + table.tobytes(), 1))
         os.replace(tmp, cache)
+        for old in cache.parent.glob("langdetect-profiles-*.bin"):  # another langdetect's
+            if old != cache:
+                old.unlink()
     except OSError:  # a read-only cache only costs the next run the build
         pass
 

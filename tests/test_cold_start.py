@@ -133,7 +133,10 @@ def test_langdetect_profiles_from_the_cache_detect_exactly_as_langdetect_does(mo
     assert df._factory is not built and df._factory.langlist == built.langlist
     assert [[(p.lang, p.prob) for p in detect_langs(t)] for t in texts] == expected
 
-    cache.write_bytes(b'{"width": 3}\nnot the data')  # unreadable: rebuilt as langdetect builds it
-    monkeypatch.setattr(df, "_factory", None)
-    language.load_profiles()
-    assert [[(p.lang, p.prob) for p in detect_langs(t)] for t in texts] == expected
+    import zlib
+
+    for bad in (b"not zlib data", zlib.compress(b'{"langs": [], "width": 0, "words_bytes": 0}\n')):
+        cache.write_bytes(bad)  # unreadable or empty: rebuilt as langdetect builds it
+        monkeypatch.setattr(df, "_factory", None)
+        language.load_profiles()
+        assert [[(p.lang, p.prob) for p in detect_langs(t)] for t in texts] == expected

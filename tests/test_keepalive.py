@@ -29,7 +29,7 @@ def _cli(args, env=None):
 def _gone(pid: int, within: float) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if not keepalive._pid_alive(pid):
+        if not keepalive.pid_alive(pid):
             return True
         time.sleep(0.1)
     return False
@@ -154,16 +154,99 @@ def test_a_server_that_cannot_start_fails_the_run_as_a_local_run_would(tmp_path,
     assert keepalive.running() == [] and list(keepalive.state_dir().glob("*.json")) == []
 
 
+def _state(path: Path, info: dict, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info))
+    path.chmod(mode)
+
+
 @pytest.mark.slow
-def test_a_stale_state_file_is_replaced_and_allow_pickle_runs_here(tiny_gemma3, cleanup):
+def test_stale_or_foreign_state_files_are_never_trusted(tiny_gemma3, tmp_path, monkeypatch, cleanup):
     target = keepalive.target_for(str(tiny_gemma3), "cpu", None, None)
-    keepalive.state_dir().mkdir(parents=True, exist_ok=True)
     stale = keepalive.state_dir() / f"{target.key()}.json"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale.write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": int(dead.stdout), "api_key": "x"}))
-    base = ["ask", "--model", str(tiny_gemma3), "--device", "cpu", "--max-new-tokens", "4", "--no-log", "--json"]
-    code, out, err = _cli(base + ["--keep-alive", "1m", QUESTION])
+    _state(stale, {"url": "http://127.0.0.1:9", "pid": int(dead.stdout), "api_key": "x", "models": ["m"]})
+    # A live process that is not a server (its pid reused, say): neither listed nor signalled.
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        other = keepalive.state_dir() / "0123456789abcdef.json"
+        _state(other, {"url": "http://127.0.0.1:9", "pid": bystander.pid, "api_key": "x", "models": ["m"]})
+        assert keepalive.running() == []
+        assert _cli(["stop", "--all"])[0] == 0 and bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+    assert not stale.exists()  # its process is gone: removed
+
+    # A state file others may write or read (not 0600) is not read, nor one naming another host.
+    good = {"url": "http://127.0.0.1:9", "pid": os.getpid(), "api_key": "x", "models": [target.model]}
+    _state(stale, good, 0o644)
+    assert keepalive._read(stale) is None
+    _state(stale, good, 0o600)
+    assert keepalive._read(stale) == good
+    _state(stale, {**good, "url": "http://10.0.0.1:80"})
+    assert keepalive._read(stale) is None
+    base = ["ask", "--device", "cpu", "--max-new-tokens", "4", "--no-log", "--json", "--keep-alive", "1m"]
+    code, out, err = _cli(base + ["--model", str(tiny_gemma3), QUESTION])
     assert code == 0, err
-    assert json.loads(out)["server"]["started"] is True and json.loads(stale.read_text())["pid"] != int(dead.stdout)
-    code, out, err = _cli(base + ["--keep-alive", "1m", "--allow-pickle", QUESTION])
+    assert json.loads(out)["server"]["started"] is True and json.loads(stale.read_text())["pid"] != os.getpid()
+
+    # The model named relative to the working directory reaches the same server.
+    monkeypatch.chdir(tiny_gemma3.parent)
+    code, out, err = _cli(base + ["--model", f"./{tiny_gemma3.name}", QUESTION])
+    assert code == 0, err
+    assert json.loads(out)["server"]["started"] is False
+    code, out, err = _cli(base + ["--model", str(tiny_gemma3), "--allow-pickle", QUESTION])
     assert code == 0 and json.loads(out)["server"] is None  # a server takes no pickle: this run loads here
+
+
+@pytest.mark.slow
+def test_a_server_is_replaced_when_its_model_files_change(tiny_gemma3, tmp_path, cleanup):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_gemma3, model)
+    base = ["ask", "--model", str(model), "--device", "cpu", "--max-new-tokens", "4", "--no-log", "--json"]
+    base += ["--keep-alive", "1m", QUESTION]
+    code, out, err = _cli(base)
+    assert code == 0, err
+    [first] = keepalive.running()
+    config = model / "config.json"
+    config.write_text(config.read_text())  # rewritten, as a new `train --out` into it would
+    os.utime(config, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    code, out, err = _cli(base)
+    assert code == 0 and json.loads(out)["server"]["started"] is True, err
+    assert _gone(first["pid"], 5) and [s["pid"] for s in keepalive.running()] != [first["pid"]]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the server through /proc")
+def test_ctrl_c_while_the_server_loads_leaves_no_server(tiny_gemma3, cleanup):
+    import signal
+
+    cmd = [sys.executable, "-m", "latent_gemma_cli", "ask", "--model", str(tiny_gemma3), "--device", "cpu"]
+    cmd += ["--no-log", "--keep-alive", "1m", QUESTION]
+    client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    marker = str(keepalive.state_dir())
+
+    def servers() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+        return found
+
+    deadline = time.monotonic() + 60
+    while not servers() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert servers(), "the server never started"
+    client.send_signal(signal.SIGINT)
+    _, err = client.communicate(timeout=60)
+    assert client.returncode == 130 and "Traceback" not in err
+    deadline = time.monotonic() + 30
+    while servers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert servers() == [] and keepalive.running() == []

@@ -117,9 +117,9 @@ def quiet_libraries() -> None:
 
 
 def keep_alive_server(keep_alive, model: str, device, dtype, quantize, out, allow_pickle: bool = False):
-    """(endpoint, seconds) of the keep-alive server this run goes through (started if needed), or
-    None to run here: no keep-alive (flag, LGEMMA_KEEP_ALIVE, config), or --allow-pickle, which a
-    server does not take."""
+    """(endpoint, seconds, model as the server knows it) of the keep-alive server this run goes
+    through (started if needed), or None to run here: no keep-alive (flag, LGEMMA_KEEP_ALIVE,
+    config), or --allow-pickle, which a server does not take."""
     from .. import client, config, keepalive
 
     if keep_alive is not None:
@@ -132,5 +132,5 @@ def keep_alive_server(keep_alive, model: str, device, dtype, quantize, out, allo
     endpoint = keepalive.ensure(
         target, seconds, on_start=lambda: out.info(f"starting a keep-alive server for {model} ...")
     )
-    client.use_key(endpoint.url, endpoint.api_key)
-    return endpoint, seconds
+    client.use_key(endpoint.url, endpoint.api_key, hint="the keep-alive server stopped; run again to start a new one")
+    return endpoint, seconds, target.model

@@ -126,9 +126,9 @@ def ask(
         return _ask_server(server, out, text, model, settings, lang, stream, json_out, no_log)
     kept = keep_alive_server(keep_alive, model, device, dtype, quantize, out, allow_pickle=allow_pickle)
     if kept is not None:
-        endpoint, seconds = kept
+        endpoint, seconds, served = kept  # `served`: a directory made absolute, as the server was given it
         extra = {"keep_alive_s": seconds, "started": endpoint.started}
-        return _ask_server(endpoint.url, out, text, model, settings, lang, stream, json_out, no_log, extra)
+        return _ask_server(endpoint.url, out, text, served, settings, lang, stream, json_out, no_log, extra)
     from ..ask import ask as run_ask
     from ..ask import model_identity
 

@@ -37,7 +37,7 @@ def stop(
 ) -> None:
     """Stop keep-alive servers now (each finishes the request it is answering first)."""
     from ..errors import ModelNotFoundError, UsageError
-    from ..keepalive import describe, running, target_for
+    from ..keepalive import describe, pid_alive, running, target_for
     from ..keepalive import stop as stop_one
     from ..render import Output
 
@@ -53,7 +53,10 @@ def stop(
     for info in servers:
         stop_one(info)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(s["pid"] in {r["pid"] for r in running()} for s in servers):
+    while time.monotonic() < deadline and any(pid_alive(s["pid"]) for s in servers):
         time.sleep(0.1)
     for info in servers:
-        out.info(f"stopped {describe(info)['model']} ({info['url']})")
+        if pid_alive(info["pid"]):
+            out.info(f"stopping {describe(info)['model']} ({info['url']}): it finishes its request first")
+        else:
+            out.info(f"stopped {describe(info)['model']} ({info['url']})")

@@ -109,11 +109,13 @@ def serve(
         quantize=quantize,
     )
     app = create_app(cfg)
+    model_path = None
     if preload:
         out.info(f"loading {default} ...")
         slot = app.state.pool.admit(default)
         try:
             slot.loaded = load_for_serving(default, cfg)
+            model_path = str(slot.loaded.path)
         finally:
             app.state.pool.release(slot)
     if host not in LOOPBACK and not api_key:
@@ -145,6 +147,8 @@ def serve(
     )
     app.state.request_exit = lambda: setattr(server, "should_exit", True)
 
+    weights = keepalive.weights_stamp(model_path) if model_path else None  # what was loaded
+
     def publish(idle_exit_s) -> None:
         keepalive.write_state(
             ready_file,
@@ -153,6 +157,8 @@ def serve(
             api_key or None,
             idle_exit_s,
             {"device": device, "dtype": dtype, "quantize": quantize},
+            model_path,
+            weights,
         )
 
     if ready_file is not None:

@@ -195,7 +195,7 @@ def translate(
             loaded = None
             reference = config.resolve("model", model)
         elif kept := keep_alive_server(keep_alive, config.resolve("model", model), device, dtype, quantize, out):
-            server, loaded, reference = kept[0].url, None, config.resolve("model", model)
+            server, loaded, reference = kept[0].url, None, kept[2]
         else:
             from ..translation import plan, resolve_languages, with_length_rule
 
