@@ -139,6 +139,9 @@ def _exit_now(code: int) -> None:
 
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     watched = sys.getprofile() is not None or sys.gettrace() is not None  # a profiler writes at exit
+    monitoring = getattr(sys, "monitoring", None)  # Python 3.12+: cProfile, debuggers, coverage
+    if monitoring is not None:
+        watched = watched or any(monitoring.get_tool(i) is not None for i in range(6))
     if "torch" not in sys.modules or others or watched or not hasattr(os, "_exit"):
         raise SystemExit(code)
     import atexit

@@ -33,10 +33,11 @@ from typing import Iterator
 from .errors import LgemmaError, UsageError
 from .paths import home
 
-START_TIMEOUT_S = 600.0
+START_TIMEOUT_S = 600.0  # a first download-free load of a 2B model on a slow CPU stays well below this
 # Requests that may wait behind the one generating: a user's own concurrent runs (a shell loop with
 # `&`, a Makefile with -j) should queue, not get "busy" as a shared `lgemma serve` would answer.
-QUEUE = 64  # a first download-free load of a 2B model on a slow CPU stays well below this
+QUEUE = 64
+PROBE_HEADER = "X-Lgemma-Probe"  # a /v1/models request that does not count as activity (`lgemma ps`)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -91,7 +92,9 @@ def target_for(model: str, device: str | None, dtype: str | None, quantize: str 
     from . import config
     from .store import looks_like_path
 
-    reference = str(Path(model).expanduser().resolve()) if looks_like_path(model) else model
+    # As `resolve_model_path` decides: an existing directory (`runs/exp1`, `./m`, `~/m`) is a path.
+    as_path = Path(model).expanduser()
+    reference = str(as_path.resolve()) if looks_like_path(model) or as_path.is_dir() else model
     return Target(
         model=reference,
         device=str(config.resolve("device", device, model)),
@@ -110,17 +113,24 @@ def ensure(target: Target, keep_alive_s: float, on_start=None) -> Endpoint:
             hint="run `lgemma serve` yourself and use --server",
         )
     directory = state_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)  # state files hold keys; nobody else may plant or read them
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)  # state files hold keys; nobody else may plant or read them
+    except OSError as exc:
+        raise _unusable(directory, exc.strerror) from None
     key = target.key()
     state = directory / f"{key}.json"
     with _locked(directory / f"{key}.lock"):
         found = _alive(state, target)
         if found is not None:
             info = _read(state) or {}
-            if info.get("weights") and info["weights"] != weights_stamp(info.get("path")):
+            if _replaced(info, target):
                 stop(info)
-                _wait_gone(found.pid, 60.0)
+                if not _wait_gone(found.pid, 60.0):  # never two copies of the model in memory
+                    import signal
+
+                    os.kill(found.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+                    _wait_gone(found.pid, 10.0)
                 _forget(state)
             else:
                 if info.get("idle_exit_s") != keep_alive_s:
@@ -142,11 +152,42 @@ def running() -> list[dict]:
         if info is None:
             continue
         models = info.get("models") or []
-        if pid_alive(info.get("pid")) and models and _serves(info, models[0]):
+        if pid_alive(info.get("pid")) and models and _serves(info, models[0], probe=True):
             out.append({**info, "state_file": str(path)})
         elif not pid_alive(info.get("pid")):
             _forget(path)
     return out
+
+
+def _replaced(info: dict, target: Target) -> bool:
+    """The server's model is no longer what `target` names: its files changed since it loaded
+    them, or the name now leads to another directory (a directory or a registered name; a hub id's
+    newer snapshot is not looked up, which would cost the hub library's import)."""
+    if info.get("weights") and info["weights"] != weights_stamp(info.get("path")):
+        return True
+    if not info.get("path"):
+        return False
+    current = None
+    as_path = Path(target.model).expanduser()
+    if as_path.is_dir():
+        current = as_path.resolve()
+    else:
+        from .store import registered
+
+        try:
+            own = registered(target.model)
+        except Exception:  # noqa: BLE001 - a broken registration is the loader's to report
+            own = None
+        current = Path(own).resolve() if own is not None else None
+    return current is not None and str(current) != info["path"]
+
+
+def _unusable(directory: Path, why: str | None) -> LgemmaError:
+    return UsageError(
+        f"--keep-alive cannot keep private state files in {directory}" + (f": {why}" if why else ""),
+        hint="its file system does not keep file modes (a shared or Windows drive?): set LGEMMA_HOME to a "
+        "local directory, or run `lgemma serve` and use --server",
+    )
 
 
 def weights_stamp(path) -> list | None:
@@ -236,6 +277,13 @@ def _read(path: Path) -> dict | None:
     return info
 
 
+def _raw_pid(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _forget(path: Path) -> None:
     try:
         path.unlink()
@@ -282,8 +330,10 @@ def _alive(state: Path, target: Target) -> Endpoint | None:
     return None
 
 
-def _serves(info: dict, model: str) -> bool:
-    """The server behind `info` answers /v1/models with our key and lists `model`."""
+def _serves(info: dict, model: str, probe: bool = False) -> bool:
+    """The server behind `info` answers /v1/models with our key and lists `model`. A `probe`
+    (`lgemma ps`, `stop`) does not restart the server's idle clock; a run's check, made just before
+    its request, does."""
     from urllib.parse import urlsplit
 
     try:
@@ -291,6 +341,8 @@ def _serves(info: dict, model: str) -> bool:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
         try:
             headers = {"Authorization": f"Bearer {info['api_key']}"} if info.get("api_key") else {}
+            if probe:
+                headers[PROBE_HEADER] = "1"
             conn.request("GET", "/v1/models", headers=headers)
             response = conn.getresponse()
             body = response.read()
@@ -363,6 +415,8 @@ def _start(target: Target, keep_alive_s: float, state: Path, log: Path) -> Endpo
             info = _read(state)
             if info is not None and info.get("pid") == proc.pid:
                 return Endpoint(url=info["url"], api_key=api_key, pid=proc.pid, started=True)
+            if info is None and _raw_pid(state) == proc.pid:  # written, but not with its 0600 mode
+                raise _unusable(state.parent, None)
             code = proc.poll()
             if code is not None:
                 raise _start_error(code, log)

@@ -149,9 +149,6 @@ def load_profiles() -> None:
         # decompressing costs 0.06 s.
         tmp.write_bytes(zlib.compress(json.dumps(header).encode("utf-8") + b"\n" + blob + table.tobytes(), 1))
         os.replace(tmp, cache)
-        for old in cache.parent.glob("langdetect-profiles-*.bin"):  # another langdetect's
-            if old != cache:
-                old.unlink()
     except OSError:  # a read-only cache only costs the next run the build
         pass
 

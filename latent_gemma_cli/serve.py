@@ -404,8 +404,9 @@ def create_app(config: ServerConfig, loader: Any = None):
         except HTTPError as exc:
             return error(exc)
         # A keep-alive client asks this just before its request: the idle clock restarts, so the
-        # server cannot reach --idle-exit between the two.
-        pool.last_activity = time.monotonic()
+        # server cannot reach --idle-exit between the two. `lgemma ps` probes without doing so.
+        if request.headers.get("x-lgemma-probe") != "1":
+            pool.last_activity = time.monotonic()
         names = config.models or _local_model_names()
         now = int(time.time())
         data = [

@@ -78,6 +78,8 @@ from pathlib import Path
 import torch  # loaded: the fast exit applies
 out = Path(sys.argv[1])
 atexit.register(lambda: (out / "atexit").write_text("ran"))
+if sys.argv[2] == "profile":
+    sys.setprofile(lambda *args: None)
 if sys.argv[2] == "thread":
     def late():
         time.sleep(0.5)
@@ -86,11 +88,15 @@ if sys.argv[2] == "thread":
 sys.argv = ["lgemma", *sys.argv[3:]]
 print("x" * 200000, end="")  # a buffered stdout must be flushed, not lost
 from latent_gemma_cli.cli import entry
-entry()
+try:
+    entry()
+except SystemExit:  # what a profiler (cProfile's main) does after the program: write its output
+    (out / "after").write_text("ran")
+    raise
 """
 
 
-@pytest.mark.parametrize("thread", ["none", "thread"])
+@pytest.mark.parametrize("thread", ["none", "thread", "profile"])
 def test_the_console_entry_runs_atexit_flushes_and_waits_for_threads(tmp_path, thread):
     import subprocess
     import sys
@@ -104,6 +110,9 @@ def test_the_console_entry_runs_atexit_flushes_and_waits_for_threads(tmp_path, t
     assert (tmp_path / "atexit").read_text() == "ran"
     if thread == "thread":  # a live non-daemon thread: Python's own exit, which waits for it
         assert (tmp_path / "thread").read_text() == "done"
+    # The fast exit ends the process inside entry(); with a live thread or under a profiler,
+    # SystemExit reaches the caller as usual.
+    assert (tmp_path / "after").exists() == (thread != "none")
     bad = run("ask", "--paths", "0", "q")
     assert bad.returncode == 2 and bad.stderr.count("error:") == 1
 

@@ -57,6 +57,6 @@ def stop(
         time.sleep(0.1)
     for info in servers:
         if pid_alive(info["pid"]):
-            out.info(f"stopping {describe(info)['model']} ({info['url']}): it finishes its request first")
+            out.info(f"stopping {describe(info)['model']} ({info['url']}): it finishes the requests it holds first")
         else:
             out.info(f"stopped {describe(info)['model']} ({info['url']})")

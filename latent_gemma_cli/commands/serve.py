@@ -70,7 +70,8 @@ def serve(
     import socket
 
     from .. import config as lg_config
-    from ..errors import UsageError
+    from .. import keepalive
+    from ..errors import LgemmaError, UsageError
     from ..render import Output
 
     out = Output(quiet=quiet)
@@ -109,13 +110,20 @@ def serve(
         quantize=quantize,
     )
     app = create_app(cfg)
-    model_path = None
+    model_path = weights = None
     if preload:
         out.info(f"loading {default} ...")
+        if ready_file is not None:  # what a keep-alive run compares: the files as they were before the load
+            from ..loading import resolve_model_path
+
+            try:
+                model_path = str(resolve_model_path(default).resolve())
+                weights = keepalive.weights_stamp(model_path)
+            except LgemmaError:
+                pass  # the load below reports it
         slot = app.state.pool.admit(default)
         try:
             slot.loaded = load_for_serving(default, cfg)
-            model_path = str(slot.loaded.path)
         finally:
             app.state.pool.release(slot)
     if host not in LOOPBACK and not api_key:
@@ -140,14 +148,10 @@ def serve(
     )
     import uvicorn
 
-    from .. import keepalive
-
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=300, lifespan="on")
     )
     app.state.request_exit = lambda: setattr(server, "should_exit", True)
-
-    weights = keepalive.weights_stamp(model_path) if model_path else None  # what was loaded
 
     def publish(idle_exit_s) -> None:
         keepalive.write_state(
