@@ -255,3 +255,29 @@ def test_ctrl_c_while_the_server_loads_leaves_no_server(tiny_gemma3, cleanup):
     while servers() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert servers() == [] and keepalive.running() == []
+
+
+@pytest.mark.slow
+def test_a_keep_alive_server_queues_a_users_concurrent_runs_instead_of_refusing_them(tiny_gemma3, cleanup):
+    """`lgemma serve`'s default queue (4) answers 503 to a burst of 8; a keep-alive server is the
+    user's own and queues them all."""
+    import asyncio
+
+    import httpx
+
+    target = keepalive.target_for(str(tiny_gemma3), "cpu", None, None)
+    endpoint = keepalive.ensure(target, 60.0)
+    body = {"model": target.model, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 120}
+    body["lgemma"] = {"mode": "off"}
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"}
+
+    async def burst():
+        async with httpx.AsyncClient() as client:
+            return await asyncio.gather(
+                *[
+                    client.post(endpoint.url + "/v1/chat/completions", json=body, headers=headers, timeout=300)
+                    for _ in range(12)
+                ]
+            )
+
+    assert [r.status_code for r in asyncio.run(burst())] == [200] * 12
