@@ -281,3 +281,28 @@ def test_a_keep_alive_server_queues_a_users_concurrent_runs_instead_of_refusing_
             )
 
     assert [r.status_code for r in asyncio.run(burst())] == [200] * 12
+
+
+@pytest.mark.slow
+def test_a_registered_name_that_now_leads_elsewhere_gets_a_new_server(tiny_gemma3, tmp_path, cleanup):
+    import shutil
+
+    from latent_gemma_cli.paths import models_dir
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(tiny_gemma3, first)
+    shutil.copytree(tiny_gemma3, second)
+    models_dir().mkdir(parents=True, exist_ok=True)
+    link = models_dir() / "my-model.path"  # what `lgemma train` registers
+    link.write_text(str(first), encoding="utf-8")
+    base = ["ask", "--model", "my-model", "--device", "cpu", "--max-new-tokens", "4", "--no-log", "--json"]
+    base += ["--keep-alive", "1m", QUESTION]
+    code, out, err = _cli(base)
+    assert code == 0 and json.loads(out)["server"]["started"] is True, err
+    code, out, err = _cli(base)
+    assert code == 0 and json.loads(out)["server"]["started"] is False, err  # same registration: reused
+    [old] = keepalive.running()
+    link.write_text(str(second), encoding="utf-8")  # re-registered (a new training run under the name)
+    code, out, err = _cli(base)
+    assert code == 0 and json.loads(out)["server"]["started"] is True, err
+    assert _gone(old["pid"], 5) and keepalive.running()[0]["path"] == str(second.resolve())
