@@ -121,9 +121,9 @@ def ensure(target: Target, keep_alive_s: float, on_start=None) -> Endpoint:
     key = target.key()
     state = directory / f"{key}.json"
     with _locked(directory / f"{key}.lock"):
-        found = _alive(state, target)
+        info = _read(state)
+        found = _alive(state, info, target)
         if found is not None:
-            info = _read(state) or {}
             if _replaced(info, target):
                 stop(info)
                 if not _wait_gone(found.pid, 60.0):  # never two copies of the model in memory
@@ -167,7 +167,6 @@ def _replaced(info: dict, target: Target) -> bool:
         return True
     if not info.get("path"):
         return False
-    current = None
     as_path = Path(target.model).expanduser()
     if as_path.is_dir():
         current = as_path.resolve()
@@ -176,7 +175,7 @@ def _replaced(info: dict, target: Target) -> bool:
 
         try:
             own = registered(target.model)
-        except Exception:  # noqa: BLE001 - a broken registration is the loader's to report
+        except (OSError, ValueError):  # a broken registration is the loader's to report
             own = None
         current = Path(own).resolve() if own is not None else None
     return current is not None and str(current) != info["path"]
@@ -320,8 +319,9 @@ def pid_alive(pid) -> bool:
     return True
 
 
-def _alive(state: Path, target: Target) -> Endpoint | None:
-    info = _read(state)
+def _alive(state: Path, info: dict | None, target: Target) -> Endpoint | None:
+    """The server that `info`, read from `state`, names, if it answers for `target`'s model; a
+    state file whose server is gone is removed."""
     if info is None:
         return None
     if pid_alive(info.get("pid")) and _serves(info, target.model):
@@ -334,21 +334,10 @@ def _serves(info: dict, model: str, probe: bool = False) -> bool:
     """The server behind `info` answers /v1/models with our key and lists `model`. A `probe`
     (`lgemma ps`, `stop`) does not restart the server's idle clock; a run's check, made just before
     its request, does."""
-    from urllib.parse import urlsplit
-
     try:
-        parts = urlsplit(str(info["url"]))
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-        try:
-            headers = {"Authorization": f"Bearer {info['api_key']}"} if info.get("api_key") else {}
-            if probe:
-                headers[PROBE_HEADER] = "1"
-            conn.request("GET", "/v1/models", headers=headers)
-            response = conn.getresponse()
-            body = response.read()
-        finally:
-            conn.close()
-        if response.status != 200:
+        headers = {PROBE_HEADER: "1"} if probe else {}
+        status, body = _call(str(info["url"]), info.get("api_key"), "GET", "/v1/models", headers)
+        if status != 200:
             return False
         return model in {m.get("id") for m in json.loads(body.decode("utf-8")).get("data", [])}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, http.client.HTTPException):
@@ -357,19 +346,28 @@ def _serves(info: dict, model: str, probe: bool = False) -> bool:
 
 def _set_keep_alive(endpoint: Endpoint, seconds: float) -> None:
     """Best effort: a server that does not take it keeps the keep-alive it was started with."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(endpoint.url)
     try:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-        try:
-            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {endpoint.api_key}"}
-            conn.request("POST", "/v1/lgemma/keep_alive", body=json.dumps({"seconds": seconds}), headers=headers)
-            conn.getresponse().read()
-        finally:
-            conn.close()
+        body = json.dumps({"seconds": seconds})
+        headers = {"Content-Type": "application/json"}
+        _call(endpoint.url, endpoint.api_key, "POST", "/v1/lgemma/keep_alive", headers, body)
     except (OSError, http.client.HTTPException):
         pass
+
+
+def _call(url: str, api_key: str | None, method: str, path: str, headers: dict, body: str | None = None):
+    """(status, body) of one request to a keep-alive server, with its key; 10 s at most."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        if api_key:
+            headers = {**headers, "Authorization": f"Bearer {api_key}"}
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
 
 
 def _start(target: Target, keep_alive_s: float, state: Path, log: Path) -> Endpoint:
@@ -402,13 +400,11 @@ def _start(target: Target, keep_alive_s: float, state: Path, log: Path) -> Endpo
     ]
     env = {**os.environ, "LGEMMA_API_KEY": api_key}  # the environment, not argv: `ps` shows argv
     env.pop("LGEMMA_SERVER", None)
-    detach: dict = (
-        {"start_new_session": True}  # Ctrl-C and the terminal's hang-up do not reach it
-        if os.name == "posix"
-        else {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
-    )
     with open(log, "wb") as fh:  # one log per target, the current server's
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, env=env, close_fds=True, **detach)
+        # A session of its own: Ctrl-C and the terminal's hang-up do not reach it.
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, env=env, close_fds=True, start_new_session=True
+        )
     deadline = time.monotonic() + START_TIMEOUT_S
     try:
         while True:
@@ -452,12 +448,9 @@ def _start_error(code: int, log: Path) -> KeepAliveStartError:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock across processes (POSIX flock; elsewhere none: at worst two servers)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
+    """An exclusive lock across processes (flock: `ensure` runs on POSIX systems only)."""
+    import fcntl
+
     with open(path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:

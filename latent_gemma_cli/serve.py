@@ -364,6 +364,8 @@ def create_app(config: ServerConfig, loader: Any = None):
     from starlette.responses import JSONResponse, StreamingResponse
     from starlette.routing import Route
 
+    from .keepalive import PROBE_HEADER
+
     pool = ModelPool(config, loader)
 
     def error(exc: HTTPError) -> JSONResponse:
@@ -405,7 +407,7 @@ def create_app(config: ServerConfig, loader: Any = None):
             return error(exc)
         # A keep-alive client asks this just before its request: the idle clock restarts, so the
         # server cannot reach --idle-exit between the two. `lgemma ps` probes without doing so.
-        if request.headers.get("x-lgemma-probe") != "1":
+        if request.headers.get(PROBE_HEADER) != "1":
             pool.last_activity = time.monotonic()
         names = config.models or _local_model_names()
         now = int(time.time())
