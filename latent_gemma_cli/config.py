@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from .catalogue import DEFAULT_MODEL
 from .errors import UsageError
-from .keepalive import parse_duration
+from .keepalive import format_duration, parse_duration
 from .paths import config_dir
 from .settings import AUTO, MODES, QUANTIZE
 
@@ -91,6 +91,10 @@ class Key:
     default: Any
     parse: Callable[[Any], Any]
     help: str
+    text: Callable[[Any], Any] | None = None  # the parsed value as written to the file and shown
+
+    def written(self, value: Any) -> Any:
+        return value if self.text is None or value is None else self.text(value)
 
 
 KEYS: dict[str, Key] = {
@@ -113,6 +117,7 @@ KEYS: dict[str, Key] = {
         parse_duration,
         "ask and translate through a background server kept loaded this long after each request "
         "(e.g. 5m; 0: load in every run)",
+        text=format_duration,
     ),
 }
 
@@ -228,7 +233,7 @@ def write_value(key: str, value: str | None, model: str | None = None) -> Path:
             if not data[MODELS]:
                 data.pop(MODELS)
     else:
-        target[key] = parse_value(key, value, "config set")
+        target[key] = KEYS[key].written(parse_value(key, value, "config set"))
     from .files import write_text_atomic
 
     path = config_file()

@@ -53,6 +53,16 @@ def parse_duration(value) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def format_duration(seconds: float) -> str:
+    """A keep-alive as a user writes it: 300 -> `5m`, 5400 -> `1.5h`, 45 -> `45s`, 0 -> `0`."""
+    seconds = float(seconds)
+    if seconds >= 3600:
+        return f"{seconds / 3600:g}h"
+    if seconds >= 60:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s" if seconds else "0"
+
+
 def state_dir() -> Path:
     return home() / "keepalive"
 
@@ -142,8 +152,10 @@ def ensure(target: Target, keep_alive_s: float, on_start=None) -> Endpoint:
 
 
 def running() -> list[dict]:
-    """The keep-alive servers that answer as their state files say (key and model checked, not
-    only a live pid, which the system may have given to another process); stale files removed."""
+    """The keep-alive servers of the state files, each with `responding`: True for one that
+    answers as its file says (key and model checked, not only a live pid, which the system may
+    have given to another process), False for a live process whose command line shows it is
+    that server but that does not answer (wedged); stale files removed."""
     out = []
     if not state_dir().is_dir():
         return out
@@ -152,17 +164,40 @@ def running() -> list[dict]:
         if info is None:
             continue
         models = info.get("models") or []
-        if pid_alive(info.get("pid")) and models and _serves(info, models[0], probe=True):
-            out.append({**info, "state_file": str(path)})
-        elif not pid_alive(info.get("pid")):
+        if not pid_alive(info.get("pid")):
             _forget(path)
+        elif models and _serves(info, models[0], probe=True):
+            out.append({**info, "state_file": str(path), "responding": True})
+        elif _is_server(info.get("pid"), path):
+            out.append({**info, "state_file": str(path), "responding": False})
     return out
+
+
+def _is_server(pid, state: Path) -> bool:
+    """The process `pid` is the keep-alive server that was started for `state` (its command line
+    names that state file: a live pid alone may belong to anyone by now)."""
+    key = state.name.split(".")[0]
+    ready = str(state.parent / f"{key}.json")
+    try:
+        args = Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0")
+        words = [a.decode("utf-8", "replace") for a in args]
+    except (OSError, ValueError, TypeError):  # no /proc (macOS): ask ps
+        import subprocess
+
+        try:
+            got = subprocess.run(
+                ["ps", "-ww", "-o", "command=", "-p", str(int(pid))], capture_output=True, text=True, timeout=5
+            )
+        except (OSError, ValueError, TypeError, subprocess.SubprocessError):
+            return False
+        words = got.stdout.split()
+    return "--ready-file" in words and ready in words
 
 
 def _replaced(info: dict, target: Target) -> bool:
     """The server's model is no longer what `target` names: its files changed since it loaded
-    them, or the name now leads to another directory (a directory or a registered name; a hub id's
-    newer snapshot is not looked up, which would cost the hub library's import)."""
+    them, or the name now leads to another directory (a directory, a registered name, or a hub
+    id whose cache now points to a newer snapshot)."""
     if info.get("weights") and info["weights"] != weights_stamp(info.get("path")):
         return True
     if not info.get("path"):
@@ -177,8 +212,26 @@ def _replaced(info: dict, target: Target) -> bool:
             own = registered(target.model)
         except (OSError, ValueError):  # a broken registration is the loader's to report
             own = None
-        current = Path(own).resolve() if own is not None else None
+        current = Path(own).resolve() if own is not None else _hub_snapshot(target.model)
     return current is not None and str(current) != info["path"]
+
+
+def _hub_snapshot(reference: str) -> Path | None:
+    """The snapshot a hub id (or a catalogue name's) loads without a revision: the one the cache's
+    refs/main names, read directly, without importing the hub library."""
+    from .catalogue import CATALOGUE
+    from .store import hub_cache
+
+    repo_id = CATALOGUE.get(reference, reference)
+    if repo_id.count("/") != 1:
+        return None
+    folder = hub_cache() / ("models--" + repo_id.replace("/", "--"))
+    try:
+        commit = (folder / "refs" / "main").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    snapshot = folder / "snapshots" / commit
+    return snapshot.resolve() if commit and snapshot.is_dir() else None
 
 
 def _unusable(directory: Path, why: str | None) -> LgemmaError:
@@ -207,16 +260,18 @@ def describe(info: dict) -> dict:
         "settings": " ".join(f"{k}={v}" for k, v in (info.get("settings") or {}).items()),
         "url": info.get("url"),
         "pid": info.get("pid"),
-        "idle_exit": f"{idle:g} s" if idle else "never",
+        "idle_exit": format_duration(idle) if idle else "never",
+        "responding": info.get("responding", True),
     }
 
 
-def stop(info: dict) -> None:
-    """Ask a keep-alive server to exit (SIGTERM: it finishes the request in flight first)."""
+def stop(info: dict, force: bool = False) -> None:
+    """Ask a keep-alive server to exit (SIGTERM: it finishes the request in flight first), or with
+    `force` end it at once (SIGKILL)."""
     import signal
 
     try:
-        os.kill(int(info["pid"]), signal.SIGTERM)
+        os.kill(int(info["pid"]), signal.SIGKILL if force else signal.SIGTERM)
     except (ProcessLookupError, PermissionError, KeyError, ValueError, TypeError):
         pass
 
@@ -326,6 +381,14 @@ def _alive(state: Path, info: dict | None, target: Target) -> Endpoint | None:
         return None
     if pid_alive(info.get("pid")) and _serves(info, target.model):
         return Endpoint(url=info["url"], api_key=info.get("api_key") or "", pid=int(info["pid"]), started=False)
+    if pid_alive(info.get("pid")) and _is_server(info["pid"], state):
+        # Alive but not answering (wedged): a new server takes its place; its state file is kept
+        # under another name so that `lgemma ps` still lists it and `lgemma stop` can end it.
+        try:
+            os.replace(state, state.with_name(f"{state.stem}.{int(info['pid'])}.json"))
+        except OSError:
+            _forget(state)
+        return None
     _forget(state)  # a server that died without cleaning up (killed, out of memory, a reboot)
     return None
 

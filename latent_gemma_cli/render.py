@@ -145,9 +145,11 @@ def _kept(server: dict) -> str:
     """`, keep-alive 5m, started now` for a keep-alive server, else nothing."""
     if not server.get("keep_alive_s"):
         return ""
-    seconds = server["keep_alive_s"]
-    span = f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds / 60:g}m" if seconds >= 60 else f"{seconds:g}s"
-    return f", keep-alive {span}" + (", started now" if server.get("started") else "")
+    from .keepalive import format_duration
+
+    return f", keep-alive {format_duration(server['keep_alive_s'])}" + (
+        ", started now" if server.get("started") else ""
+    )
 
 
 def ask_trace_rows(data: dict) -> list[tuple[str, str]]:

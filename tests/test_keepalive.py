@@ -57,6 +57,18 @@ def test_durations_parse_like_ollamas_and_bad_ones_exit_2():
     assert code == 2 and "LGEMMA_KEEP_ALIVE" in err
     code, _, err = _cli(["config", "set", "keep_alive", "forever"])
     assert code == 2
+    # Shown and written as the user writes it, read back as seconds.
+    assert [keepalive.format_duration(s) for s in (45, 300, 5400, 0)] == ["45s", "5m", "1.5h", "0"]
+    code, _, err = _cli(["config", "set", "keep_alive", "300"])
+    assert code == 0 and "keep_alive = 5m" in err
+    from latent_gemma_cli import config
+
+    assert 'keep_alive = "5m"' in config.config_file().read_text(encoding="utf-8")
+    assert config.resolve("keep_alive") == 300
+    code, out, _ = _cli(["config", "show"])
+    assert code == 0 and "keep_alive" in out and "= 5m  (file)" in out
+    code, out, _ = _cli(["config", "show", "--json"])
+    assert json.loads(out)["keys"]["keep_alive"]["value"] == 300
     for command in (["ask", "q"], ["translate", "-"]):  # a server named and one to start: which?
         res = CliRunner().invoke(app, [*command, "--server", "http://127.0.0.1:9", "--keep-alive", "5m"], input="hi")
         assert res.exit_code == 2 and "--keep-alive" in res.stderr and res.stderr.count("error:") == 1
@@ -115,6 +127,7 @@ def test_first_run_starts_a_server_later_runs_reuse_it_and_it_exits_when_idle(ti
     code, ps_out, _ = _cli(["ps", "--json"])
     listed = [json.loads(line) for line in ps_out.strip().split("\n")]
     assert code == 0 and [s["pid"] for s in listed] == [info["pid"]] and "api_key" not in ps_out
+    assert listed[0]["idle_exit"] == "4s"  # as the trace and the flag write it
 
     deadline = time.monotonic() + 4 + 15  # `lgemma ps` polling all along does not keep it alive
     while keepalive.pid_alive(info["pid"]) and time.monotonic() < deadline:
@@ -306,3 +319,57 @@ def test_a_registered_name_that_now_leads_elsewhere_gets_a_new_server(tiny_gemma
     code, out, err = _cli(base)
     assert code == 0 and json.loads(out)["server"]["started"] is True, err
     assert _gone(old["pid"], 5) and keepalive.running()[0]["path"] == str(second.resolve())
+
+
+@pytest.mark.slow
+def test_a_hub_id_whose_cache_points_to_a_newer_snapshot_gets_a_new_server(tiny_gemma3, tmp_path, cleanup):
+    import shutil
+
+    from latent_gemma_cli.store import hub_cache
+
+    folder = hub_cache() / "models--test-org--tiny"
+    for commit in ("a" * 40, "b" * 40):
+        shutil.copytree(tiny_gemma3, folder / "snapshots" / commit)
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text("a" * 40, encoding="utf-8")
+    base = ["ask", "--model", "test-org/tiny", "--device", "cpu", "--max-new-tokens", "4", "--no-log", "--json"]
+    base += ["--keep-alive", "1m", QUESTION]
+    code, out, err = _cli(base)
+    assert code == 0 and json.loads(out)["server"]["started"] is True, err
+    code, out, err = _cli(base)
+    assert code == 0 and json.loads(out)["server"]["started"] is False, err  # same snapshot: reused
+    [old] = keepalive.running()
+    assert old["path"] == str((folder / "snapshots" / ("a" * 40)).resolve())
+    (folder / "refs" / "main").write_text("b" * 40, encoding="utf-8")  # `lgemma download` fetched a newer one
+    code, out, err = _cli(base)
+    assert code == 0 and json.loads(out)["server"]["started"] is True, err
+    assert _gone(old["pid"], 5) and keepalive.running()[0]["path"] == str((folder / "snapshots" / ("b" * 40)).resolve())
+
+
+@pytest.mark.slow
+def test_a_server_that_stops_answering_stays_listed_is_replaced_and_can_be_stopped(tiny_gemma3, cleanup):
+    target = keepalive.target_for(str(tiny_gemma3), "cpu", None, None)
+    state = keepalive.state_dir() / f"{target.key()}.json"
+    # A process started as the server of that state file (its command line names it) that answers
+    # nothing: a wedged server.
+    wedged = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "serve", "--ready-file", str(state)]
+    )
+    try:
+        _state(state, {"url": "http://127.0.0.1:9", "pid": wedged.pid, "api_key": "x", "models": [target.model]})
+        [listed] = keepalive.running()
+        assert listed["pid"] == wedged.pid and listed["responding"] is False
+        code, out, err = _cli(["ps"])
+        assert code == 0 and "not responding" in err and "--force" in err
+
+        base = ["ask", "--model", str(tiny_gemma3), "--device", "cpu", "--max-new-tokens", "4", "--no-log"]
+        code, out, err = _cli(base + ["--json", "--keep-alive", "1m", QUESTION])
+        assert code == 0 and json.loads(out)["server"]["started"] is True, err  # a new one took its place
+        servers = {s["pid"]: s["responding"] for s in keepalive.running()}
+        assert servers[wedged.pid] is False and list(servers.values()).count(True) == 1  # both listed
+
+        code, _, err = _cli(["stop", str(tiny_gemma3)])
+        assert code == 0 and wedged.wait(timeout=30) is not None and keepalive.running() == []
+    finally:
+        wedged.kill()
+        wedged.wait()

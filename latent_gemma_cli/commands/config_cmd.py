@@ -48,7 +48,9 @@ def show(
         )
         return
     width = max(len(k) for k in values)
-    out.result("\n".join(f"{k:<{width}} = {_plain(v)}  ({src})" for k, (v, src) in values.items()))
+    out.result(
+        "\n".join(f"{k:<{width}} = {_plain(config.KEYS[k].written(v))}  ({src})" for k, (v, src) in values.items())
+    )
 
 
 def set_(

@@ -25,8 +25,13 @@ def ps(json_out: JsonOpt = False) -> None:
     if not servers:
         out.info("no keep-alive servers are running")
         return
-    rows = [[s["model"], s["settings"], s["url"], str(s["pid"]), s["idle_exit"]] for s in servers]
+    rows = [
+        [s["model"], s["settings"], s["url"], str(s["pid"]), s["idle_exit"] if s["responding"] else "not responding"]
+        for s in servers
+    ]
     out.table("keep-alive servers", ["model", "settings", "url", "pid", "exits when idle"], rows)
+    if not all(s["responding"] for s in servers):
+        out.warn("a server that does not answer can be ended with `lgemma stop MODEL --force`")
 
 
 def stop(
@@ -34,8 +39,11 @@ def stop(
         Optional[str], typer.Argument(autocompletion=complete_model, help="Stop this model's servers.")
     ] = None,
     all_servers: Annotated[bool, typer.Option("--all", help="Stop every keep-alive server.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="End them at once (SIGKILL), requests in flight and all.")
+    ] = False,
 ) -> None:
-    """Stop keep-alive servers now (each finishes the request it is answering first)."""
+    """Stop keep-alive servers now (each finishes the request it is answering first, unless --force)."""
     from ..errors import ModelNotFoundError, UsageError
     from ..keepalive import describe, pid_alive, running, target_for
     from ..keepalive import stop as stop_one
@@ -51,12 +59,15 @@ def stop(
         if not servers:
             raise ModelNotFoundError(f"no keep-alive server is running for {model}", hint="`lgemma ps` lists them")
     for info in servers:
-        stop_one(info)
+        stop_one(info, force=force)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(pid_alive(s["pid"]) for s in servers):
         time.sleep(0.1)
     for info in servers:
         if pid_alive(info["pid"]):
-            out.info(f"stopping {describe(info)['model']} ({info['url']}): it finishes the requests it holds first")
+            out.info(
+                f"stopping {describe(info)['model']} ({info['url']}): it finishes the requests it holds first"
+                " (--force ends it now)"
+            )
         else:
             out.info(f"stopped {describe(info)['model']} ({info['url']})")
