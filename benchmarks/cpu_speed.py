@@ -11,8 +11,10 @@ min_new_tokens = max_new_tokens (so every variant decodes the same count), and l
 Cold start is the wall time of `lgemma ask --mode off --max-new-tokens 8` in a new process, and of
 the same job written as a plain `transformers` script, median of --cold-runs each; below them, the
 parts any such process pays before it computes anything, each in a new process of its own:
-importing torch, importing torch and transformers with the model's class, and parsing the model's
-tokenizer.json with the tokenizers library. Then `ask --keep-alive 2m` (a background `lgemma serve`
+importing torch, importing torch and transformers with the model's class, parsing the model's
+tokenizer.json with the tokenizers library, and the three together without transformers (torch,
+the tokenizer, the safetensors weights read): the least any torch process pays before its first
+token. Then `ask --keep-alive 2m` (a background `lgemma serve`
 kept loaded): the first run, which starts the server and waits for its load, and the next run, a
 new process answering through the loaded server; each round stops the server first and after
 (`lgemma stop`, so a keep-alive server of the same model already running is stopped too).
@@ -53,6 +55,12 @@ FLOOR_SCRIPTS = {
     ),
     TOKENIZER_PARSE: (
         "import sys\nfrom tokenizers import Tokenizer\nTokenizer.from_file(sys.argv[1] + '/tokenizer.json')"
+    ),
+    # Any torch process that answers must at least do this: no transformers, no CLI, no token yet.
+    "python: import torch, parse tokenizer.json, read the weights (no transformers)": (
+        "import glob, sys, torch\nfrom tokenizers import Tokenizer\nfrom safetensors.torch import load_file\n"
+        "Tokenizer.from_file(sys.argv[1] + '/tokenizer.json')\n"
+        "[load_file(f) for f in glob.glob(sys.argv[1] + '/*.safetensors')]"
     ),
 }
 
