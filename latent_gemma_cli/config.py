@@ -233,7 +233,8 @@ def write_value(key: str, value: str | None, model: str | None = None) -> Path:
             if not data[MODELS]:
                 data.pop(MODELS)
     else:
-        target[key] = KEYS[key].written(parse_value(key, value, "config set"))
+        parsed = parse_value(key, value, "config set")
+        target[key] = KEYS[key].written(parsed)
     from .files import write_text_atomic
 
     path = config_file()

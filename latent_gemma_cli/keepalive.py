@@ -54,13 +54,19 @@ def parse_duration(value) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """A keep-alive as a user writes it: 300 -> `5m`, 5400 -> `1.5h`, 45 -> `45s`, 0 -> `0`."""
+    """A keep-alive as a user writes it, exactly (it parses back to the same seconds): 300 -> `5m`,
+    7200 -> `2h`, 90 -> `90s`, 0.5 -> `0.5s`, 0 -> `0`. A larger unit only where it is exact."""
+    from decimal import Decimal
+
     seconds = float(seconds)
-    if seconds >= 3600:
-        return f"{seconds / 3600:g}h"
-    if seconds >= 60:
-        return f"{seconds / 60:g}m"
-    return f"{seconds:g}s" if seconds else "0"
+    if not seconds:
+        return "0"
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds.is_integer() and seconds % size == 0:
+            return f"{int(seconds) // size}{unit}"
+    if seconds.is_integer():
+        return f"{int(seconds)}s"
+    return format(Decimal(repr(seconds)), "f") + "s"  # never an exponent, which parse_duration refuses
 
 
 def state_dir() -> Path:
@@ -131,6 +137,9 @@ def ensure(target: Target, keep_alive_s: float, on_start=None) -> Endpoint:
     key = target.key()
     state = directory / f"{key}.json"
     with _locked(directory / f"{key}.lock"):
+        for aside in directory.glob(f"{key}.*.json"):  # wedged servers replaced earlier, since gone
+            if not pid_alive(_raw_pid(aside)):
+                _forget(aside)
         info = _read(state)
         found = _alive(state, info, target)
         if found is not None:
@@ -168,9 +177,24 @@ def running() -> list[dict]:
             _forget(path)
         elif models and _serves(info, models[0], probe=True):
             out.append({**info, "state_file": str(path), "responding": True})
-        elif _is_server(info.get("pid"), path):
+        elif _is_server(info.get("pid"), path) and not _superseded(path, info):
             out.append({**info, "state_file": str(path), "responding": False})
+        elif _set_aside(path):  # its pid now belongs to another process, or to the current server
+            _forget(path)
     return out
+
+
+def _set_aside(path: Path) -> bool:
+    """`path` is the state file of a wedged server that a new one replaced (`<key>.<pid>.json`)."""
+    return path.name.count(".") == 2
+
+
+def _superseded(path: Path, info: dict) -> bool:
+    """A set-aside file whose pid is now the current server's (the number given again)."""
+    if not _set_aside(path):
+        return False
+    current = _read(path.with_name(path.name.split(".")[0] + ".json"))
+    return current is not None and current.get("pid") == info.get("pid")
 
 
 def _is_server(pid, state: Path) -> bool:
@@ -181,7 +205,8 @@ def _is_server(pid, state: Path) -> bool:
     try:
         args = Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0")
         words = [a.decode("utf-8", "replace") for a in args]
-    except (OSError, ValueError, TypeError):  # no /proc (macOS): ask ps
+        return any(a == "--ready-file" and b == ready for a, b in zip(words, words[1:]))
+    except (OSError, ValueError, TypeError):  # no /proc (macOS): ask ps, which joins argv with spaces
         import subprocess
 
         try:
@@ -190,8 +215,7 @@ def _is_server(pid, state: Path) -> bool:
             )
         except (OSError, ValueError, TypeError, subprocess.SubprocessError):
             return False
-        words = got.stdout.split()
-    return "--ready-file" in words and ready in words
+        return f" --ready-file {ready} " in f" {got.stdout.strip()} "
 
 
 def _replaced(info: dict, target: Target) -> bool:
@@ -212,26 +236,26 @@ def _replaced(info: dict, target: Target) -> bool:
             own = registered(target.model)
         except (OSError, ValueError):  # a broken registration is the loader's to report
             own = None
-        current = Path(own).resolve() if own is not None else _hub_snapshot(target.model)
+        current = Path(own).resolve() if own is not None else _hub_snapshot(Path(info["path"]))
     return current is not None and str(current) != info["path"]
 
 
-def _hub_snapshot(reference: str) -> Path | None:
-    """The snapshot a hub id (or a catalogue name's) loads without a revision: the one the cache's
-    refs/main names, read directly, without importing the hub library."""
-    from .catalogue import CATALOGUE
-    from .store import hub_cache
-
-    repo_id = CATALOGUE.get(reference, reference)
-    if repo_id.count("/") != 1:
+def _hub_snapshot(loaded: Path) -> Path | None:
+    """For a server that loaded a hub cache snapshot (`.../models--o--n/snapshots/<commit>`), the
+    snapshot a new load would take now: the one the same cache's refs/main names, read directly,
+    without importing the hub library; None while that snapshot is still being downloaded (the
+    hub library writes refs/main first), or for anything else."""
+    if loaded.parent.name != "snapshots" or not loaded.parent.parent.name.startswith("models--"):
         return None
-    folder = hub_cache() / ("models--" + repo_id.replace("/", "--"))
+    folder = loaded.parent.parent
     try:
         commit = (folder / "refs" / "main").read_text(encoding="utf-8").strip()
     except OSError:
         return None
     snapshot = folder / "snapshots" / commit
-    return snapshot.resolve() if commit and snapshot.is_dir() else None
+    if not commit or not (snapshot / "config.json").is_file() or any((folder / "blobs").glob("*.incomplete")):
+        return None
+    return snapshot.resolve()
 
 
 def _unusable(directory: Path, why: str | None) -> LgemmaError:
@@ -261,6 +285,7 @@ def describe(info: dict) -> dict:
         "url": info.get("url"),
         "pid": info.get("pid"),
         "idle_exit": format_duration(idle) if idle else "never",
+        "idle_exit_s": idle or None,
         "responding": info.get("responding", True),
     }
 
@@ -382,8 +407,13 @@ def _alive(state: Path, info: dict | None, target: Target) -> Endpoint | None:
     if pid_alive(info.get("pid")) and _serves(info, target.model):
         return Endpoint(url=info["url"], api_key=info.get("api_key") or "", pid=int(info["pid"]), started=False)
     if pid_alive(info.get("pid")) and _is_server(info["pid"], state):
-        # Alive but not answering (wedged): a new server takes its place; its state file is kept
-        # under another name so that `lgemma ps` still lists it and `lgemma stop` can end it.
+        # Alive but not answering (wedged, or too slow to answer in 10 s): asked to exit, and if it
+        # does not, a new server takes its place with the old state file kept under another name,
+        # so that `lgemma ps` still lists it and `lgemma stop --force` can end it.
+        stop(info)
+        if _wait_gone(int(info["pid"]), 10.0):
+            _forget(state)
+            return None
         try:
             os.replace(state, state.with_name(f"{state.stem}.{int(info['pid'])}.json"))
         except OSError:

@@ -58,7 +58,10 @@ def test_durations_parse_like_ollamas_and_bad_ones_exit_2():
     code, _, err = _cli(["config", "set", "keep_alive", "forever"])
     assert code == 2
     # Shown and written as the user writes it, read back as seconds.
-    assert [keepalive.format_duration(s) for s in (45, 300, 5400, 0)] == ["45s", "5m", "1.5h", "0"]
+    assert [keepalive.format_duration(s) for s in (45, 300, 5400, 7200, 0)] == ["45s", "5m", "90m", "2h", "0"]
+    for written in ("100", "90", "3601", "86399", "0.00001", "1000000h", "2.5", "1.5m"):  # exact round trips
+        seconds = keepalive.parse_duration(written)
+        assert keepalive.parse_duration(keepalive.format_duration(seconds)) == seconds, written
     code, _, err = _cli(["config", "set", "keep_alive", "300"])
     assert code == 0 and "keep_alive = 5m" in err
     from latent_gemma_cli import config
@@ -127,7 +130,7 @@ def test_first_run_starts_a_server_later_runs_reuse_it_and_it_exits_when_idle(ti
     code, ps_out, _ = _cli(["ps", "--json"])
     listed = [json.loads(line) for line in ps_out.strip().split("\n")]
     assert code == 0 and [s["pid"] for s in listed] == [info["pid"]] and "api_key" not in ps_out
-    assert listed[0]["idle_exit"] == "4s"  # as the trace and the flag write it
+    assert listed[0]["idle_exit"] == "4s" and listed[0]["idle_exit_s"] == 4  # as the flag writes it
 
     deadline = time.monotonic() + 4 + 15  # `lgemma ps` polling all along does not keep it alive
     while keepalive.pid_alive(info["pid"]) and time.monotonic() < deadline:
@@ -340,36 +343,72 @@ def test_a_hub_id_whose_cache_points_to_a_newer_snapshot_gets_a_new_server(tiny_
     assert code == 0 and json.loads(out)["server"]["started"] is False, err  # same snapshot: reused
     [old] = keepalive.running()
     assert old["path"] == str((folder / "snapshots" / ("a" * 40)).resolve())
-    (folder / "refs" / "main").write_text("b" * 40, encoding="utf-8")  # `lgemma download` fetched a newer one
+    # A download of a newer snapshot under way (refs/main is written first): the server keeps serving.
+    (folder / "refs" / "main").write_text("b" * 40, encoding="utf-8")
+    (folder / "blobs").mkdir()
+    (folder / "blobs" / "0123abcd.incomplete").write_bytes(b"")
+    code, out, err = _cli(base)
+    assert code == 0 and json.loads(out)["server"]["started"] is False, err
+    (folder / "blobs" / "0123abcd.incomplete").unlink()  # the download finished
     code, out, err = _cli(base)
     assert code == 0 and json.loads(out)["server"]["started"] is True, err
     assert _gone(old["pid"], 5) and keepalive.running()[0]["path"] == str((folder / "snapshots" / ("b" * 40)).resolve())
+
+
+def _fake_server(state: Path, ignore_sigterm: bool = False) -> subprocess.Popen:
+    """A process started as the server of `state` (its command line names it) that answers nothing:
+    a wedged server; with `ignore_sigterm`, one that does not even exit when asked."""
+    code = "import signal, time\n"
+    code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore_sigterm else ""
+    code += "print('ready', flush=True)\ntime.sleep(120)"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "serve", "--ready-file", str(state)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "ready"  # its SIGTERM handler is in place
+    return proc
 
 
 @pytest.mark.slow
 def test_a_server_that_stops_answering_stays_listed_is_replaced_and_can_be_stopped(tiny_gemma3, cleanup):
     target = keepalive.target_for(str(tiny_gemma3), "cpu", None, None)
     state = keepalive.state_dir() / f"{target.key()}.json"
-    # A process started as the server of that state file (its command line names it) that answers
-    # nothing: a wedged server.
-    wedged = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(120)", "serve", "--ready-file", str(state)]
-    )
+    fake = {"url": "http://127.0.0.1:9", "api_key": "x", "models": [target.model]}
+    base = ["ask", "--model", str(tiny_gemma3), "--device", "cpu", "--max-new-tokens", "4", "--no-log", "--json"]
+    base += ["--keep-alive", "1m", QUESTION]
+    procs = []
     try:
-        _state(state, {"url": "http://127.0.0.1:9", "pid": wedged.pid, "api_key": "x", "models": [target.model]})
+        # A live process whose command line names another state file is not this server.
+        other = _fake_server(keepalive.state_dir() / "0123456789abcdef.json")
+        procs.append(other)
+        _state(state, {**fake, "pid": other.pid})
+        assert keepalive.running() == [] and other.poll() is None
+
+        # A wedged server that exits when asked: a run ends it and starts a new one.
+        wedged = _fake_server(state)
+        procs.append(wedged)
+        _state(state, {**fake, "pid": wedged.pid})
         [listed] = keepalive.running()
         assert listed["pid"] == wedged.pid and listed["responding"] is False
         code, out, err = _cli(["ps"])
         assert code == 0 and "not responding" in err and "--force" in err
+        code, out, err = _cli(base)
+        assert code == 0 and json.loads(out)["server"]["started"] is True, err
+        assert wedged.wait(timeout=5) is not None
+        assert [s["responding"] for s in keepalive.running()] == [True]
+        assert _cli(["stop", "--all"])[0] == 0 and keepalive.running() == []
 
-        base = ["ask", "--model", str(tiny_gemma3), "--device", "cpu", "--max-new-tokens", "4", "--no-log"]
-        code, out, err = _cli(base + ["--json", "--keep-alive", "1m", QUESTION])
-        assert code == 0 and json.loads(out)["server"]["started"] is True, err  # a new one took its place
+        # One that ignores SIGTERM: replaced, still listed beside its successor; --force ends it.
+        stubborn = _fake_server(state, ignore_sigterm=True)
+        procs.append(stubborn)
+        _state(state, {**fake, "pid": stubborn.pid})
+        code, out, err = _cli(base)
+        assert code == 0 and json.loads(out)["server"]["started"] is True, err
         servers = {s["pid"]: s["responding"] for s in keepalive.running()}
-        assert servers[wedged.pid] is False and list(servers.values()).count(True) == 1  # both listed
-
-        code, _, err = _cli(["stop", str(tiny_gemma3)])
-        assert code == 0 and wedged.wait(timeout=30) is not None and keepalive.running() == []
+        assert servers.pop(stubborn.pid) is False and list(servers.values()) == [True]
+        code, _, err = _cli(["stop", str(tiny_gemma3), "--force"])
+        assert code == 0 and stubborn.wait(timeout=10) is not None and keepalive.running() == []
+        assert list(keepalive.state_dir().glob("*.json")) == []  # no state file left behind
     finally:
-        wedged.kill()
-        wedged.wait()
+        for proc in procs:
+            proc.kill()
+            proc.wait()
