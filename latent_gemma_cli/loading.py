@@ -246,11 +246,12 @@ def load_model(
     revision: str | None = None,
     allow_pickle: bool = False,
     quantize: str = "none",
-    many_answers: bool = True,
+    answer_tokens: int | None = None,
 ) -> LoadedModel:
     """Load model, tokenizer and latent description from a reference, on the chosen device;
     `quantize` (auto | none | int8 | int4) for inference only: a quantized model cannot be trained;
-    `many_answers` tells `auto` whether the load cost of quantizing will be paid back."""
+    `answer_tokens` (a single answer's token limit; None: many answers) tells `auto` whether the
+    load cost of quantizing will be paid back."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     start = time.perf_counter()
@@ -292,7 +293,7 @@ def load_model(
         from . import quantize as quantizing
 
         scheme, reason = quantizing.choose(
-            placement.quantize, placement.device, placement.dtype, model, many_answers=many_answers
+            placement.quantize, placement.device, placement.dtype, model, answer_tokens=answer_tokens
         )
         if scheme != "none":
             quantizing.quantize_model(model, scheme, tokenizer)

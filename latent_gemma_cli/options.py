@@ -53,7 +53,8 @@ QuantizeOpt = Annotated[
         "--quantize",
         help="auto | none | int8 | int4: CPU weight quantization of every linear layer and the LM head. "
         "[default: auto: int8 on the CPU in chat, translate, eval and serve for fp32 models with 50M+ linear "
-        "parameters; none in ask, where quantizing at load costs more than one answer saves]",
+        "parameters, and in ask from --max-new-tokens 64 on (below it, quantizing at load costs more than the "
+        "answer saves)]",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object with everything, token ids included.")]

@@ -33,7 +33,11 @@ from .errors import UsageError
 INT4_GROUP = 32
 # What `auto` picks on the CPU for a model big enough (benchmarks/RESULTS.md part 5 has the quality
 # measurements this follows from).
-AUTO_SCHEME = "int8"  # for commands that generate many answers; see `choose`
+AUTO_SCHEME = "int8"  # see `choose`
+# `ask` (one answer) quantizes in `auto` only when it may generate at least this many tokens: int8
+# costs 2-3 s more at load on Gemma 3 270M and saves 0.06-0.07 s per token, even at 32-50 tokens
+# (benchmarks/RESULTS.md part 16), so from 64 on it is faster on both machines measured.
+AUTO_MIN_ANSWER_TOKENS = 64
 # `auto` quantizes only models whose linear layers hold at least this many parameters: below it a
 # forward pass is bound by per-layer overhead, not by reading weights, and int8 does not pay.
 AUTO_MIN_PARAMETERS = 50_000_000
@@ -240,10 +244,11 @@ def quantize_model(model: Any, scheme: str, tokenizer: Any = None) -> int:
     return len(converted)
 
 
-def choose(requested: str, device: str, dtype: str, model: Any, many_answers: bool = True) -> tuple[str, str]:
-    """(scheme, reason): what to apply to `model` for a `--quantize` request. `many_answers` says
-    the loaded model will generate more than one answer (chat, translate, eval), so the seconds
-    that quantizing costs at load are paid back; `ask` produces one and gets full precision."""
+def choose(requested: str, device: str, dtype: str, model: Any, answer_tokens: int | None = None) -> tuple[str, str]:
+    """(scheme, reason): what to apply to `model` for a `--quantize` request. `answer_tokens` is the
+    most tokens the loaded model will generate, when it answers once (`ask`): below
+    AUTO_MIN_ANSWER_TOKENS the seconds quantizing costs at load are not paid back. None: it answers
+    many times (chat, translate, eval, serve), which pays them back."""
     if requested in ("int8", "int4"):
         missing = available(requested)
         if missing:
@@ -260,6 +265,11 @@ def choose(requested: str, device: str, dtype: str, model: Any, many_answers: bo
         return "none", f"auto: {params / 1e6:.1f}M linear parameters, too few for quantizing to pay"
     if AUTO_SCHEME == "none" or available(AUTO_SCHEME):
         return "none", "auto: full precision"
-    if not many_answers:
-        return "none", "auto: one answer, which quantizing at load would cost more than it saves (--quantize int8)"
-    return AUTO_SCHEME, f"auto: CPU, {params / 1e6:.0f}M linear parameters"
+    if answer_tokens is not None and answer_tokens < AUTO_MIN_ANSWER_TOKENS:
+        return "none", (
+            f"auto: one answer of at most {answer_tokens} tokens, too short to pay back quantizing at load "
+            f"(from {AUTO_MIN_ANSWER_TOKENS}; --quantize int8)"
+        )
+    return AUTO_SCHEME, f"auto: CPU, {params / 1e6:.0f}M linear parameters" + (
+        f", up to {answer_tokens} tokens" if answer_tokens is not None else ""
+    )

@@ -170,7 +170,7 @@ def load_for_serving(name: str, config: ServerConfig) -> Any:
         device=lg_config.resolve("device", config.device, name),
         dtype=lg_config.resolve("dtype", config.dtype, name),
         quantize=lg_config.resolve("quantize", config.quantize, name),
-        many_answers=True,  # a server answers many times: quantize by the same rule as chat
+        answer_tokens=None,  # a server answers many times: quantize by the same rule as chat
     )
 
 

@@ -172,7 +172,7 @@ def test_an_eval_report_records_the_quantization(tiny_gemma2, tmp_path):
     assert model["quantize"] == "int8" and model["quantize_reason"] == "requested"
 
 
-def test_auto_quantizes_where_many_answers_pay_for_it_and_not_for_one_answer(tiny_gemma2, tmp_path, monkeypatch):
+def test_auto_quantizes_where_the_tokens_pay_for_it_and_not_for_one_short_answer(tiny_gemma2, tmp_path, monkeypatch):
     from latent_gemma_cli import quantize
 
     monkeypatch.setattr(quantize, "AUTO_MIN_PARAMETERS", 0)  # the tiny model counts as big enough
@@ -184,4 +184,11 @@ def test_auto_quantizes_where_many_answers_pay_for_it_and_not_for_one_answer(tin
     ask = runner.invoke(app, ["ask", "--model", str(tiny_gemma2), "--max-new-tokens", "2", "--json", "猫"])
     assert ask.exit_code == 0, ask.stderr
     device = json.loads(ask.stdout)["device"]
-    assert device["quantize"] == "none" and "one answer" in device["quantize_reason"]
+    assert device["quantize"] == "none" and "one answer of at most 2 tokens" in device["quantize_reason"]
+    # One answer that may be long enough to pay back the load (the default limit, 256, included).
+    limit = str(quantize.AUTO_MIN_ANSWER_TOKENS)
+    for extra in (["--max-new-tokens", limit], []):
+        ask = runner.invoke(app, ["ask", "--model", str(tiny_gemma2), *extra, "--json", "猫"])
+        assert ask.exit_code == 0, ask.stderr
+        device = json.loads(ask.stdout)["device"]
+        assert device["quantize"] == "int8" and "up to" in device["quantize_reason"], extra

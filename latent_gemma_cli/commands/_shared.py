@@ -84,7 +84,7 @@ def load(
     *,
     allow_pickle: bool = False,
     quantize: str | None = None,
-    many_answers: bool = True,
+    answer_tokens: int | None = None,
 ) -> Any:
     """Load the model named by flag or config for inference, quietly (no library progress bars on
     our streams), quantized as the flag or config say."""
@@ -99,7 +99,7 @@ def load(
         dtype=config.resolve("dtype", dtype, reference),
         allow_pickle=allow_pickle,
         quantize=config.resolve("quantize", quantize, reference),
-        many_answers=many_answers,
+        answer_tokens=answer_tokens,
     )
 
 

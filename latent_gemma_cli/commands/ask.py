@@ -132,7 +132,9 @@ def ask(
     from ..ask import ask as run_ask
     from ..ask import model_identity
 
-    loaded = load(model, device, dtype, allow_pickle=allow_pickle, quantize=quantize, many_answers=False)
+    loaded = load(
+        model, device, dtype, allow_pickle=allow_pickle, quantize=quantize, answer_tokens=settings.max_new_tokens
+    )
     if replay is not None and rec_weights:
         from ..fingerprint import weights_fingerprint
 

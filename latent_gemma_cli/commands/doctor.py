@@ -42,14 +42,15 @@ def devices() -> dict[str, Any]:
     import torch
 
     from ..device import pick_device, pick_dtype
-    from ..quantize import AUTO_MIN_PARAMETERS, AUTO_SCHEME, available
+    from ..quantize import AUTO_MIN_ANSWER_TOKENS, AUTO_MIN_PARAMETERS, AUTO_SCHEME, available
 
     missing = available(AUTO_SCHEME) if AUTO_SCHEME != "none" else "auto never quantizes"
     cpu_quantize = (
         f"none ({missing})"
         if missing
         else f"{AUTO_SCHEME} in chat, translate, eval and serve for fp32 models with "
-        f"{AUTO_MIN_PARAMETERS // 1_000_000}M+ linear parameters (none in ask)"
+        f"{AUTO_MIN_PARAMETERS // 1_000_000}M+ linear parameters, and in ask from --max-new-tokens "
+        f"{AUTO_MIN_ANSWER_TOKENS} on"
     )
     found = [
         {
