@@ -146,9 +146,7 @@ def ensure(target: Target, keep_alive_s: float, on_start=None) -> Endpoint:
             if _replaced(info, target):
                 stop(info)
                 if not _wait_gone(found.pid, 60.0):  # never two copies of the model in memory
-                    import signal
-
-                    os.kill(found.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+                    stop(info, force=True)
                     _wait_gone(found.pid, 10.0)
                 _forget(state)
             else:
@@ -189,26 +187,28 @@ def _set_aside(path: Path) -> bool:
     return path.name.count(".") == 2
 
 
+def _first_state(path: Path) -> Path:
+    """The state file a server was started with (`<key>.json`), for a set-aside one too."""
+    return path.with_name(path.name.split(".")[0] + ".json")
+
+
 def _superseded(path: Path, info: dict) -> bool:
     """A set-aside file whose pid is now the current server's (the number given again)."""
     if not _set_aside(path):
         return False
-    current = _read(path.with_name(path.name.split(".")[0] + ".json"))
+    current = _read(_first_state(path))
     return current is not None and current.get("pid") == info.get("pid")
 
 
 def _is_server(pid, state: Path) -> bool:
     """The process `pid` is the keep-alive server that was started for `state` (its command line
     names that state file: a live pid alone may belong to anyone by now)."""
-    key = state.name.split(".")[0]
-    ready = str(state.parent / f"{key}.json")
+    ready = str(_first_state(state))
     try:
         args = Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0")
         words = [a.decode("utf-8", "replace") for a in args]
         return any(a == "--ready-file" and b == ready for a, b in zip(words, words[1:]))
     except (OSError, ValueError, TypeError):  # no /proc (macOS): ask ps, which joins argv with spaces
-        import subprocess
-
         try:
             got = subprocess.run(
                 ["ps", "-ww", "-o", "command=", "-p", str(int(pid))], capture_output=True, text=True, timeout=5
@@ -404,9 +404,10 @@ def _alive(state: Path, info: dict | None, target: Target) -> Endpoint | None:
     state file whose server is gone is removed."""
     if info is None:
         return None
-    if pid_alive(info.get("pid")) and _serves(info, target.model):
+    alive = pid_alive(info.get("pid"))
+    if alive and _serves(info, target.model):
         return Endpoint(url=info["url"], api_key=info.get("api_key") or "", pid=int(info["pid"]), started=False)
-    if pid_alive(info.get("pid")) and _is_server(info["pid"], state):
+    if alive and _is_server(info["pid"], state):
         # Alive but not answering (wedged, or too slow to answer in 10 s): asked to exit, and if it
         # does not, a new server takes its place with the old state file kept under another name,
         # so that `lgemma ps` still lists it and `lgemma stop --force` can end it.

@@ -35,6 +35,20 @@ def _gone(pid: int, within: float) -> bool:
     return False
 
 
+def _kept_ask(model: str) -> list[str]:
+    """`ask --json QUESTION` through a keep-alive server of `model` kept 1 minute."""
+    flags = ["--device", "cpu", "--max-new-tokens", "4", "--no-log", "--json", "--keep-alive", "1m"]
+    return ["ask", "--model", model, *flags, QUESTION]
+
+
+def _started(args: list[str]) -> bool:
+    """Run `args` (an `ask --json` through a keep-alive server), which must succeed; whether this
+    run started the server."""
+    code, out, err = _cli(args)
+    assert code == 0, err
+    return json.loads(out)["server"]["started"]
+
+
 @pytest.fixture
 def cleanup():
     """Stop whatever keep-alive servers a test leaves (a failed assertion must not leak one)."""
@@ -227,16 +241,14 @@ def test_a_server_is_replaced_when_its_model_files_change(tiny_gemma3, tmp_path,
 
     model = tmp_path / "model"
     shutil.copytree(tiny_gemma3, model)
-    base = ["ask", "--model", str(model), "--device", "cpu", "--max-new-tokens", "4", "--no-log", "--json"]
-    base += ["--keep-alive", "1m", QUESTION]
+    base = _kept_ask(str(model))
     code, out, err = _cli(base)
     assert code == 0, err
     [first] = keepalive.running()
     config = model / "config.json"
     config.write_text(config.read_text())  # rewritten, as a new `train --out` into it would
     os.utime(config, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
-    code, out, err = _cli(base)
-    assert code == 0 and json.loads(out)["server"]["started"] is True, err
+    assert _started(base) is True
     assert _gone(first["pid"], 5) and [s["pid"] for s in keepalive.running()] != [first["pid"]]
 
 
@@ -311,16 +323,12 @@ def test_a_registered_name_that_now_leads_elsewhere_gets_a_new_server(tiny_gemma
     models_dir().mkdir(parents=True, exist_ok=True)
     link = models_dir() / "my-model.path"  # what `lgemma train` registers
     link.write_text(str(first), encoding="utf-8")
-    base = ["ask", "--model", "my-model", "--device", "cpu", "--max-new-tokens", "4", "--no-log", "--json"]
-    base += ["--keep-alive", "1m", QUESTION]
-    code, out, err = _cli(base)
-    assert code == 0 and json.loads(out)["server"]["started"] is True, err
-    code, out, err = _cli(base)
-    assert code == 0 and json.loads(out)["server"]["started"] is False, err  # same registration: reused
+    base = _kept_ask("my-model")
+    assert _started(base) is True
+    assert _started(base) is False  # same registration: reused
     [old] = keepalive.running()
     link.write_text(str(second), encoding="utf-8")  # re-registered (a new training run under the name)
-    code, out, err = _cli(base)
-    assert code == 0 and json.loads(out)["server"]["started"] is True, err
+    assert _started(base) is True
     assert _gone(old["pid"], 5) and keepalive.running()[0]["path"] == str(second.resolve())
 
 
@@ -335,23 +343,18 @@ def test_a_hub_id_whose_cache_points_to_a_newer_snapshot_gets_a_new_server(tiny_
         shutil.copytree(tiny_gemma3, folder / "snapshots" / commit)
     (folder / "refs").mkdir(parents=True)
     (folder / "refs" / "main").write_text("a" * 40, encoding="utf-8")
-    base = ["ask", "--model", "test-org/tiny", "--device", "cpu", "--max-new-tokens", "4", "--no-log", "--json"]
-    base += ["--keep-alive", "1m", QUESTION]
-    code, out, err = _cli(base)
-    assert code == 0 and json.loads(out)["server"]["started"] is True, err
-    code, out, err = _cli(base)
-    assert code == 0 and json.loads(out)["server"]["started"] is False, err  # same snapshot: reused
+    base = _kept_ask("test-org/tiny")
+    assert _started(base) is True
+    assert _started(base) is False  # same snapshot: reused
     [old] = keepalive.running()
     assert old["path"] == str((folder / "snapshots" / ("a" * 40)).resolve())
     # A download of a newer snapshot under way (refs/main is written first): the server keeps serving.
     (folder / "refs" / "main").write_text("b" * 40, encoding="utf-8")
     (folder / "blobs").mkdir()
     (folder / "blobs" / "0123abcd.incomplete").write_bytes(b"")
-    code, out, err = _cli(base)
-    assert code == 0 and json.loads(out)["server"]["started"] is False, err
+    assert _started(base) is False
     (folder / "blobs" / "0123abcd.incomplete").unlink()  # the download finished
-    code, out, err = _cli(base)
-    assert code == 0 and json.loads(out)["server"]["started"] is True, err
+    assert _started(base) is True
     assert _gone(old["pid"], 5) and keepalive.running()[0]["path"] == str((folder / "snapshots" / ("b" * 40)).resolve())
 
 
@@ -373,8 +376,7 @@ def test_a_server_that_stops_answering_stays_listed_is_replaced_and_can_be_stopp
     target = keepalive.target_for(str(tiny_gemma3), "cpu", None, None)
     state = keepalive.state_dir() / f"{target.key()}.json"
     fake = {"url": "http://127.0.0.1:9", "api_key": "x", "models": [target.model]}
-    base = ["ask", "--model", str(tiny_gemma3), "--device", "cpu", "--max-new-tokens", "4", "--no-log", "--json"]
-    base += ["--keep-alive", "1m", QUESTION]
+    base = _kept_ask(str(tiny_gemma3))
     procs = []
     try:
         # A live process whose command line names another state file is not this server.
@@ -391,8 +393,7 @@ def test_a_server_that_stops_answering_stays_listed_is_replaced_and_can_be_stopp
         assert listed["pid"] == wedged.pid and listed["responding"] is False
         code, out, err = _cli(["ps"])
         assert code == 0 and "not responding" in err and "--force" in err
-        code, out, err = _cli(base)
-        assert code == 0 and json.loads(out)["server"]["started"] is True, err
+        assert _started(base) is True
         assert wedged.wait(timeout=5) is not None
         assert [s["responding"] for s in keepalive.running()] == [True]
         assert _cli(["stop", "--all"])[0] == 0 and keepalive.running() == []
@@ -401,8 +402,7 @@ def test_a_server_that_stops_answering_stays_listed_is_replaced_and_can_be_stopp
         stubborn = _fake_server(state, ignore_sigterm=True)
         procs.append(stubborn)
         _state(state, {**fake, "pid": stubborn.pid})
-        code, out, err = _cli(base)
-        assert code == 0 and json.loads(out)["server"]["started"] is True, err
+        assert _started(base) is True
         servers = {s["pid"]: s["responding"] for s in keepalive.running()}
         assert servers.pop(stubborn.pid) is False and list(servers.values()) == [True]
         code, _, err = _cli(["stop", str(tiny_gemma3), "--force"])
