@@ -28,14 +28,17 @@ def _default_mode() -> int:
 
 
 @contextmanager
-def atomic_write(path: str | Path) -> Iterator[TextIO]:
-    """A text handle whose content replaces `path` only when the block ends without an exception."""
+def atomic_write(path: str | Path, mode: int | None = None, binary: bool = False) -> Iterator[TextIO]:
+    """A text handle (with `binary`, a bytes one) whose content replaces `path` only when the block
+    ends without an exception. The file gets `mode` if given (it is private while being written),
+    else the existing file's permission bits, else what `open` would give."""
     target = Path(os.path.realpath(path))  # through a symlink to its target
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        mode = _default_mode()
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except FileNotFoundError:
+            mode = _default_mode()
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     except OSError as exc:  # name the file the user asked for, not the temporary one
@@ -45,7 +48,7 @@ def atomic_write(path: str | Path) -> Iterator[TextIO]:
             ) from None
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as handle:
             yield handle
         os.chmod(tmp, mode)
         os.replace(tmp, target)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import LgemmaError, UsageError
+from .files import atomic_write
 from .paths import home
 
 START_TIMEOUT_S = 600.0  # a first download-free load of a 2B model on a slow CPU stays well below this
@@ -322,11 +323,8 @@ def write_state(
         "path": model_path,
         "weights": weights,
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    with atomic_write(path, mode=0o600) as fh:
         json.dump(data, fh)
-    os.replace(tmp, path)
 
 
 def remove_state(path: Path) -> None:

@@ -142,14 +142,15 @@ def load_profiles() -> None:
     blob = "\x00".join(words).encode("utf-8")
     table = array("d", (p for w in words for p in built.word_lang_prob_map[w]))
     header = {"langs": built.langlist, "width": width, "words_bytes": len(blob)}
+    from .errors import DiskFullError
+    from .files import atomic_write
+
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        # Most n-grams occur in few of the 55 languages: the zeros compress 39 MB to 2.2 MB, and
-        # decompressing costs 0.06 s.
-        tmp.write_bytes(zlib.compress(json.dumps(header).encode("utf-8") + b"\n" + blob + table.tobytes(), 1))
-        os.replace(tmp, cache)
-    except OSError:  # a read-only cache only costs the next run the build
+        with atomic_write(cache, binary=True) as fh:
+            # Most n-grams occur in few of the 55 languages: the zeros compress 39 MB to 2.2 MB, and
+            # decompressing costs 0.06 s.
+            fh.write(zlib.compress(json.dumps(header).encode("utf-8") + b"\n" + blob + table.tobytes(), 1))
+    except (OSError, DiskFullError):  # a read-only or full cache only costs the next run the build
         pass
 
 
