@@ -134,3 +134,15 @@ def keep_alive_server(keep_alive, model: str, device, dtype, quantize, out, allo
     )
     client.use_key(endpoint.url, endpoint.api_key, hint="the keep-alive server stopped; run again to start a new one")
     return endpoint, seconds, target.model
+
+
+def refuse_local_flags(local_only: dict, keep_alive) -> None:
+    """With a server named (--server, LGEMMA_SERVER, config): the flags a server decides for itself,
+    given a value, and --keep-alive, which would start a second server, are usage errors."""
+    from ..errors import UsageError
+
+    given = [flag for flag, value in local_only.items() if value is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} apply to a local run; the server decides them (lgemma serve)")
+    if keep_alive is not None:
+        raise UsageError("--keep-alive starts a server of its own: drop it, or drop --server / LGEMMA_SERVER")

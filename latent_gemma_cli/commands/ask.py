@@ -81,7 +81,7 @@ def ask(
     from ..prompting import compose_question
     from ..render import Output, TokenStream, ask_trace_rows
     from ..settings import build_settings
-    from ._shared import keep_alive_server, load
+    from ._shared import keep_alive_server, load, refuse_local_flags
 
     out = Output(quiet=quiet, show_trace=trace and not json_out)
     if lang is not None and lang not in ("ja", "en"):
@@ -118,11 +118,7 @@ def ask(
             "--quantize": quantize,
             "--allow-pickle": allow_pickle or None,
         }
-        given = [flag for flag, value in local_only.items() if value is not None]
-        if given:
-            raise UsageError(f"{', '.join(given)} apply to a local run; the server decides them (lgemma serve)")
-        if keep_alive is not None:
-            raise UsageError("--keep-alive starts a server of its own: drop it, or drop --server / LGEMMA_SERVER")
+        refuse_local_flags(local_only, keep_alive)
         return _ask_server(server, out, text, model, settings, lang, stream, json_out, no_log)
     kept = keep_alive_server(keep_alive, model, device, dtype, quantize, out, allow_pickle=allow_pickle)
     if kept is not None:

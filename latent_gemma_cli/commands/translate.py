@@ -152,11 +152,11 @@ def translate(
     skipped; the others are still translated, and the exit code is that of the first failure.
     """
     from .. import config
-    from ..errors import InputError, UsageError
+    from ..errors import InputError
     from ..files import atomic_write
     from ..render import Output
     from ..settings import build_settings, for_model
-    from ._shared import keep_alive_server, load
+    from ._shared import keep_alive_server, load, refuse_local_flags
 
     out = Output(quiet=quiet, show_trace=trace and not json_out)
     inputs = _read_inputs(list(files or []))
@@ -186,12 +186,7 @@ def translate(
         )
         server = config.resolve("server", server)
         if server:
-            local_only = {"--device": device, "--dtype": dtype, "--quantize": quantize}
-            given = [flag for flag, value in local_only.items() if value is not None]
-            if given:
-                raise UsageError(f"{', '.join(given)} apply to a local run; the server decides them (lgemma serve)")
-            if keep_alive is not None:
-                raise UsageError("--keep-alive starts a server of its own: drop it, or drop --server / LGEMMA_SERVER")
+            refuse_local_flags({"--device": device, "--dtype": dtype, "--quantize": quantize}, keep_alive)
             loaded = None
             reference = config.resolve("model", model)
         elif kept := keep_alive_server(keep_alive, config.resolve("model", model), device, dtype, quantize, out):
