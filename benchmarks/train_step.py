@@ -22,21 +22,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-RUN_OTHER = """
-import runpy, sys
-sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
-sys.path.insert(0, sys.argv.pop(1))
+# Each script below ends by running lgemma's command line with the arguments after its own.
+RUN_LGEMMA = """
 sys.argv = ["lgemma", *sys.argv[1:]]
 runpy.run_module("latent_gemma_cli", run_name="__main__", alter_sys=True)
 """
 
-RUN_COMPILED = """
+RUN_OTHER = (
+    """
+import runpy, sys
+sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path.insert(0, sys.argv.pop(1))
+"""
+    + RUN_LGEMMA
+)
+
+RUN_COMPILED = (
+    """
 import runpy, sys
 import latent_gemma_cli.training.prepare as prepare
 _hf_model = prepare.hf_model
@@ -46,12 +55,13 @@ def hf_model(model):
         layer.compile(dynamic=True)
     return hf
 prepare.hf_model = hf_model
-sys.argv = ["lgemma", *sys.argv[1:]]
-runpy.run_module("latent_gemma_cli", run_name="__main__", alter_sys=True)
 """
+    + RUN_LGEMMA
+)
 COMPILED = "<compiled>"
 
-RUN_FLOPS = """
+RUN_FLOPS = (
+    """
 import json, runpy, sys
 from torch.utils.flop_counter import FlopCounterMode
 from latent_gemma_cli.training.trainer import Trainer
@@ -66,9 +76,9 @@ def _counted(self, *args, **kwargs):
         json.dump(counts, f)
     return result
 Trainer._step = _counted
-sys.argv = ["lgemma", *sys.argv[1:]]
-runpy.run_module("latent_gemma_cli", run_name="__main__", alter_sys=True)
 """
+    + RUN_LGEMMA
+)
 FLOPS = "<flops>"
 
 
@@ -88,16 +98,14 @@ def gemm_rate(threads: int | None = None) -> dict[str, float]:
     }.items():
         a, b = torch.randn(m, k), torch.randn(k, n)
         torch.mm(a, b)
-        best = min(_timed(lambda: torch.mm(a, b), time.perf_counter) for _ in range(5))
+        best = float("inf")
+        for _ in range(5):  # 5 rounds of 10 products each
+            start = time.perf_counter()
+            for _ in range(10):
+                torch.mm(a, b)
+            best = min(best, (time.perf_counter() - start) / 10)
         rates[name] = 2 * m * k * n / best / 1e9
     return rates
-
-
-def _timed(fn, clock) -> float:
-    t = clock()
-    for _ in range(10):
-        fn()
-    return (clock() - t) / 10
 
 
 def run(code: str | None, args, out: Path, extra: tuple[str, ...] = ()) -> dict[int, float]:
@@ -186,7 +194,7 @@ def main() -> int:
     if args.flops:
         with tempfile.TemporaryDirectory() as tmp:
             flops = run(FLOPS, args, Path(tmp) / "flops")
-        rates = gemm_rate(int(__import__("os").environ.get("OMP_NUM_THREADS", "0")) or None)
+        rates = gemm_rate(int(os.environ.get("OMP_NUM_THREADS", "0")) or None)
         rate = max(rates.values())
         print("fp32 matrix products: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items()), flush=True)
     names = ["stage 0 (CoT as text)", "stage 1 (1 thought)", "stage 2 (2 thoughts)"]
